@@ -1,0 +1,139 @@
+"""Reading images and frame folders, and the bad-sample policy every project's datasets share.
+
+Policy: by default a sample whose file cannot be read is *skipped and counted* — the dataset returns a
+`SkippedSample`, `collate_skipping` drops it from the batch, and `BadSampleCounter` logs a summary of the
+skipped files at the end of each epoch. In strict mode the dataset raises `BadSampleError` naming the file.
+There is no retry loop: a bad file costs one slot in one batch, never a hang.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+cv2.setNumThreads(1)  # DataLoader workers already parallelise; OpenCV threads would oversubscribe the cores
+
+
+class BadSampleError(RuntimeError):
+    """A data file is missing, unreadable or malformed. The message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    path: str
+    reason: str
+
+
+def read_image(path: str | os.PathLike, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 image (H, W, 3), optionally resized to `size` (int = square, or (H, W)).
+
+    Raises BadSampleError naming the file when it is missing or cannot be decoded.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise BadSampleError(f"Image file not found: {path}")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadSampleError(f"Could not decode image (corrupt or not an image?): {path}")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if size is not None:
+        height, width = (size, size) if isinstance(size, int) else size
+        if image.shape[:2] != (height, width):
+            shrinking = height * width < image.shape[0] * image.shape[1]
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return image
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+_TRAILING_INT = re.compile(r"(\d+)(?!.*\d)")
+
+
+def frame_number(path: str | os.PathLike) -> int:
+    """The last integer in a file's stem: frame_0012.jpg -> 12, img_00007.jpg -> 7."""
+    stem = Path(path).stem
+    match = _TRAILING_INT.search(stem)
+    if match is None:
+        raise BadSampleError(f"Frame file name has no frame number: {path}")
+    return int(match.group(1))
+
+
+def sorted_frames(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Image files of a frame folder ordered by their frame number (not lexicographically)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadSampleError(f"Frame folder not found: {folder}")
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in extensions and _TRAILING_INT.search(p.stem)]
+    return sorted(frames, key=frame_number)
+
+
+class BadSamplePolicy:
+    """What a dataset does with a bad file: raise (strict) or return a SkippedSample (and warn once per file)."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+
+    def handle(self, path: str | os.PathLike, error: Exception) -> SkippedSample:
+        if self.strict:
+            if isinstance(error, BadSampleError):
+                raise error
+            raise BadSampleError(f"{path}: {error}") from error
+        log.warning("Skipping bad sample %s: %s", path, error)
+        return SkippedSample(str(path), str(error))
+
+
+def collate_skipping(samples: list):
+    """default_collate over the samples that are not SkippedSample; the skipped ones travel in
+    batch["skipped"] (a dict batch) so the main process can count them. An all-bad batch becomes None."""
+    good = [s for s in samples if not isinstance(s, SkippedSample)]
+    skipped = [s for s in samples if isinstance(s, SkippedSample)]
+    if not good:
+        return {"skipped": skipped, "empty": True} if skipped else None
+    batch = default_collate(good)
+    if isinstance(batch, dict):
+        batch["skipped"] = skipped
+    return batch
+
+
+class BadSampleCounter:
+    """Counts skipped samples in the main process (from batch["skipped"]) and logs an end-of-epoch summary."""
+
+    def __init__(self):
+        self.epoch = Counter()
+        self.total = 0
+
+    def update(self, batch) -> int:
+        """Record and remove batch["skipped"]; returns how many were skipped in this batch."""
+        if not isinstance(batch, dict):
+            return 0
+        skipped = batch.pop("skipped", [])
+        for sample in skipped:
+            self.epoch[sample.path] += 1
+        self.total += len(skipped)
+        return len(skipped)
+
+    def end_epoch(self, logger: logging.Logger, epoch: int) -> int:
+        """Log which files were skipped this epoch and reset; returns the count."""
+        count = sum(self.epoch.values())
+        if count:
+            listed = ", ".join(f"{path} (x{n})" for path, n in self.epoch.most_common(10))
+            more = "" if len(self.epoch) <= 10 else f" and {len(self.epoch) - 10} more files"
+            logger.warning("Epoch %d: skipped %d bad samples from %d files: %s%s",
+                           epoch, count, len(self.epoch), listed, more)
+        self.epoch.clear()
+        return count

@@ -1,0 +1,1 @@
+"""laq (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""shadow (placeholder until its issue lands)."""

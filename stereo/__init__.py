@@ -1,0 +1,1 @@
+"""stereo (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""vae_latent (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""vidsgg (placeholder until its issue lands)."""
