@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import tempfile
@@ -55,7 +56,8 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise CheckpointError(f"Checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:  # torch reports truncation as RuntimeError
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        # torch reports truncation as RuntimeError, a disallowed pickled class as UnpicklingError
         raise CheckpointError(f"Checkpoint {path} is unreadable (truncated or corrupt?): {exc}") from exc
 
 

@@ -44,8 +44,34 @@ def merge_strict(defaults: Mapping, update: Mapping, where: str = "config", open
         if isinstance(merged[key], dict) and isinstance(value, Mapping):
             merged[key] = merge_strict(merged[key], value, dotted, open_keys)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = _checked(merged[key], _number_or_self(value), dotted)
     return merged
+
+
+def _number_or_self(value):
+    """YAML 1.1 reads '5e-4' as a string; users mean a number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _checked(default, value, dotted: str):
+    """`value` if its type fits the default's (ints may stand for floats; None defaults accept anything)."""
+    if default is None or value is None:
+        return copy.deepcopy(value)
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise ConfigError(f"Config key '{dotted}' expects {type(default).__name__}, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    numeric = (int, float)
+    if isinstance(default, numeric) and not isinstance(value, numeric):
+        raise ConfigError(f"Config key '{dotted}' expects a number, got {value!r}")
+    if isinstance(default, (list, tuple)) != isinstance(value, (list, tuple)):
+        raise ConfigError(f"Config key '{dotted}' expects {type(default).__name__}, got {value!r}")
+    return copy.deepcopy(value)
 
 
 def parse_overrides(items: Sequence[str]) -> dict:
@@ -59,7 +85,7 @@ def parse_overrides(items: Sequence[str]) -> dict:
         if not all(keys):
             raise ConfigError(f"Override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _number_or_self(yaml.safe_load(raw)) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"Override {item!r}: value is not valid YAML: {exc}") from exc
         node = nested

@@ -75,6 +75,10 @@ def main():
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
         checkpoint.set_rng_state(state["rng"][info.rank])
         logger.info("Resumed from %s at step %d", path, step)
+    if info.distributed and info.device.type == "cuda":
+        # Synchronised BatchNorm statistics; SyncBatchNorm is CUDA-only, and on CPU DDP instead broadcasts
+        # rank 0's buffers at every forward (broadcast_buffers=True).
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = DDP(model) if info.distributed else model
 
     def save():

@@ -1,0 +1,90 @@
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common.data import (BadSampleCounter, BadSampleError, BadSamplePolicy, SkippedSample, collate_skipping,
+                         frame_number, image_to_tensor, read_image, sorted_frames)
+
+
+def write_jpg(path, value=128, size=(8, 12)):
+    cv2.imwrite(str(path), np.full((*size, 3), value, np.uint8))
+
+
+def test_read_image_returns_rgb_and_resizes(tmp_path):
+    bgr = np.zeros((10, 20, 3), np.uint8)
+    bgr[..., 2] = 255  # red in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "red.png"), bgr)
+    image = read_image(tmp_path / "red.png")
+    assert image.shape == (10, 20, 3) and image[0, 0].tolist() == [255, 0, 0]
+    assert read_image(tmp_path / "red.png", size=16).shape == (16, 16, 3)
+    assert read_image(tmp_path / "red.png", size=(4, 6)).shape == (4, 6, 3)
+    tensor = image_to_tensor(image)
+    assert tensor.shape == (3, 10, 20) and tensor.dtype == torch.float32 and tensor.max() == 1.0
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    with pytest.raises(BadSampleError, match="missing.jpg"):
+        read_image(tmp_path / "missing.jpg")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(BadSampleError, match="corrupt.jpg"):
+        read_image(tmp_path / "corrupt.jpg")
+
+
+def test_sorted_frames_orders_by_frame_number_not_text(tmp_path):
+    for n in (10, 2, 1, 100):
+        write_jpg(tmp_path / f"img_{n}.jpg")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [frame_number(p) for p in sorted_frames(tmp_path)] == [1, 2, 10, 100]
+    assert frame_number("frame_0012.jpg") == 12
+    with pytest.raises(BadSampleError, match="nowhere"):
+        sorted_frames(tmp_path / "nowhere")
+
+
+class FrameDataset(Dataset):
+    def __init__(self, paths, strict):
+        self.paths, self.policy = paths, BadSamplePolicy(strict)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            return {"image": image_to_tensor(read_image(self.paths[index], size=8))}
+        except BadSampleError as exc:
+            return self.policy.handle(self.paths[index], exc)
+
+
+def test_skip_policy_drops_bad_samples_and_summarises_them(tmp_path, caplog):
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"f{i}.jpg")
+        write_jpg(paths[-1])
+    paths[2].write_bytes(b"garbage")
+    loader = DataLoader(FrameDataset(paths, strict=False), batch_size=3, collate_fn=collate_skipping)
+    counter, sizes = BadSampleCounter(), []
+    for batch in loader:
+        counter.update(batch)
+        assert "skipped" not in batch
+        sizes.append(batch["image"].shape[0])
+    assert sizes == [2, 3]
+    logger = logging.getLogger("test_data")
+    with caplog.at_level(logging.WARNING, logger="test_data"):
+        assert counter.end_epoch(logger, epoch=0) == 1
+    assert "f2.jpg" in caplog.text and "skipped 1 bad samples" in caplog.text
+    assert counter.total == 1 and counter.end_epoch(logger, epoch=1) == 0
+
+
+def test_strict_policy_raises_naming_the_file(tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    with pytest.raises(BadSampleError, match="bad.jpg"):
+        FrameDataset([tmp_path / "bad.jpg"], strict=True)[0]
+
+
+def test_all_bad_batch_collates_to_an_empty_marker():
+    batch = collate_skipping([SkippedSample("a", "x"), SkippedSample("b", "y")])
+    assert batch["empty"] is True and len(batch["skipped"]) == 2
+    assert collate_skipping([]) is None
