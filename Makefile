@@ -21,7 +21,7 @@ demo: setup
 	$(PY) scripts/demo.py --out $(DEMO_DIR)
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) scripts/bench.py
