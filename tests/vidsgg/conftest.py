@@ -1,0 +1,11 @@
+"""Shared fixtures: a small synthetic Action Genome written once per test session (per xdist worker)."""
+import pytest
+
+from vidsgg.synth import write_dataset
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ag_synth")
+    write_dataset(root, videos=24, width=96, height=72, seed=3)
+    return root

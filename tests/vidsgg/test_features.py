@@ -1,0 +1,90 @@
+"""Spatial masks, the frozen backbone, the feature cache (hits, stale detection, key by weights), GloVe."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from vidsgg.data.action_genome import ActionGenome
+from vidsgg.data.entries import build_entry
+from vidsgg.features.backbone import FeatureExtractor
+from vidsgg.features.cache import FeatureStore
+from vidsgg.features.masks import spatial_masks
+from vidsgg.features.word_vectors import load_glove, parse_word_vectors
+
+
+def test_spatial_masks_soft_coverage():
+    subject = torch.tensor([[0.0, 0.0, 27.0, 27.0]])
+    obj = torch.tensor([[0.0, 0.0, 13.5, 27.0]])  # left half: column 13 is half covered
+    masks = spatial_masks(subject, obj)
+    assert masks.shape == (1, 2, 27, 27)
+    assert torch.allclose(masks[0, 0], torch.full((27, 27), 0.5))  # full coverage minus 0.5
+    assert torch.allclose(masks[0, 1, :, :13], torch.full((27, 13), 0.5))
+    assert torch.allclose(masks[0, 1, :, 13], torch.zeros(27))      # 0.5 coverage - 0.5
+    assert torch.allclose(masks[0, 1, :, 14:], torch.full((27, 13), -0.5))
+
+
+def test_spatial_masks_union_frame_and_scale_invariance():
+    subject = torch.tensor([[10.0, 10.0, 20.0, 40.0]])
+    obj = torch.tensor([[30.0, 20.0, 50.0, 30.0]])
+    masks = spatial_masks(subject, obj)
+    # Union is 40 wide, 30 high; subject covers x in [0, 6.75) cells, y in [0, 27) -> mass 6.75·27.
+    assert (masks[0, 0] + 0.5).sum().item() == pytest.approx(6.75 * 27, rel=1e-5)
+    assert (masks[0, 1] + 0.5).sum().item() == pytest.approx(13.5 * 9, rel=1e-5)
+    assert torch.allclose(spatial_masks(subject * 3, obj * 3), masks, atol=1e-5)
+
+
+def test_backbone_shapes_and_frozen():
+    extractor = FeatureExtractor(18, image_size=64, max_size=96)
+    images, scale = extractor.prepare([np.zeros((72, 96, 3), np.uint8)] * 2)
+    assert images.shape == (2, 3, 64, 85) and scale == pytest.approx(64 / 72)
+    boxes = torch.tensor([[0.0, 0, 30, 30], [10, 10, 60, 50], [5, 5, 20, 20]])
+    obj, union = extractor(images, boxes, torch.tensor([0, 0, 1]), torch.tensor([[0, 1]]))
+    assert obj.shape == (3, 512) and union.shape == (1, 256, 7, 7)
+    assert not any(p.requires_grad for p in extractor.parameters())
+    extractor.train()
+    assert not extractor.base[1].training  # BatchNorm stays frozen
+
+
+def test_backbone_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        FeatureExtractor(18, weights=tmp_path / "nope.pth")
+    other = FeatureExtractor(18, seed=5)
+    torch.manual_seed(5)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    loaded = FeatureExtractor(18, weights=tmp_path / "r18.pth")
+    assert loaded.digest() == other.digest() != FeatureExtractor(18, seed=0).digest()
+
+
+def test_feature_cache_hits_stale_and_key(tmp_path, synth_root):
+    sample = ActionGenome(synth_root, "train")[0]
+    entry = build_entry(sample["gt_annotation"], "predcls")
+    extractor = FeatureExtractor(18, image_size=48, max_size=64)
+    store = FeatureStore(extractor, tmp_path / "cache")
+    fresh_obj, fresh_union = store.compute(sample["frame_paths"], entry)
+    first = store.get(sample, entry)
+    second = store.get(sample, entry)
+    assert (store.misses, store.hits) == (1, 1)
+    torch.testing.assert_close(second[0], first[0])
+    torch.testing.assert_close(second[0], fresh_obj, rtol=2e-3, atol=2e-3)  # float16 on disk
+    torch.testing.assert_close(second[1], fresh_union, rtol=2e-3, atol=2e-3)
+    moved = dict(entry, boxes=entry["boxes"] + torch.tensor([0.0, 1, 1, 1, 1]))
+    store.get(sample, moved)
+    assert store.stale == 1 and store.misses == 2
+    other = FeatureStore(FeatureExtractor(18, image_size=48, max_size=64, seed=1), tmp_path / "cache")
+    assert other.folder != store.folder  # other weights: another key, never the old files
+    assert (store.folder / "manifest.json").is_file()
+
+
+def test_glove_reader(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("cup 1 0 0\nglass 0 1 0\nbottle 0 0 1\nperson 2 2 2\n")
+    assert parse_word_vectors(f"glove:{path}") == path
+    table = load_glove(path, ["__background__", "person", "cup/glass/bottle", "unicorn"], dim=3)
+    torch.testing.assert_close(table[2], torch.full((3,), 1 / 3))
+    assert table[1].tolist() == [2, 2, 2] and table[3].abs().sum() == 0
+    with pytest.raises(ValueError, match="expected 4"):
+        load_glove(path, ["cup"], dim=4)
+    with pytest.raises(ValueError, match="glove:PATH"):
+        parse_word_vectors("word2vec:x")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        parse_word_vectors(f"glove:{tmp_path / 'missing.txt'}")

@@ -1,0 +1,2 @@
+"""Frozen-backbone features (ResNet + RoIAlign), union-box features, spatial masks, word vectors, and the
+on-disk per-video feature cache."""

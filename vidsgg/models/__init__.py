@@ -1,0 +1,1 @@
+"""Models: STTran and its building blocks (pair features, transformer layers, object classifier, losses)."""
