@@ -72,6 +72,12 @@ def scenes_data(tmp_path) -> Path:
 
 
 @pytest.fixture
+def frames_factory(tmp_path):
+    """frames_factory(name, **make_frames kwargs) -> a data folder under tmp_path."""
+    return lambda name, **kwargs: make_frames(tmp_path / name, **kwargs)
+
+
+@pytest.fixture
 def config_for(tmp_path):
     """config_for(data_path, name=..., section={...}) -> path of a tiny config file."""
     return lambda data_path, **kwargs: tiny_config(tmp_path, data_path, **kwargs)
