@@ -1,0 +1,154 @@
+"""Finding scenes on disk: the scene layout (`root/scenes.csv` + `root/<scene_folder>/frame_NNNN.jpg`) and the
+LAPA / Something-Something rawframes layout (`root/<video_id>/img_XXXXX.jpg`), several roots at once, metadata
+filters, and a deterministic train/val split by scene.
+
+Filters (`data.filters`) map a CSV column to a condition: a value (equality), a list of values (membership), or
+`[op, x]` with op one of > >= < <= == != (numeric when both sides parse as numbers).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import operator
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from common.data import BadSampleError, sorted_frames
+
+log = logging.getLogger(__name__)
+
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+        "!=": operator.ne}
+
+
+@dataclass
+class Scene:
+    """One clip: its frame files in time order, the CSV row (all columns, as strings) and the root it came from."""
+    folder: Path
+    frames: list[Path]
+    meta: dict[str, str] = field(default_factory=dict)
+    root: str = ""
+
+    @property
+    def label(self) -> str | None:
+        value = self.meta.get("label")
+        return None if value in (None, "") else value
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _matches(cell: str, condition: Any) -> bool:
+    if isinstance(condition, (list, tuple)) and len(condition) == 2 and str(condition[0]) in _OPS:
+        op, target = _OPS[str(condition[0])], condition[1]
+        left, right = _number(cell), _number(target)
+        return op(left, right) if left is not None and right is not None else op(str(cell), str(target))
+    if isinstance(condition, (list, tuple)):
+        return any(_matches(cell, value) for value in condition)
+    left, right = _number(cell), _number(condition)
+    if left is not None and right is not None:
+        return left == right
+    if isinstance(condition, bool):
+        return str(cell).strip().lower() in (("true", "1", "yes") if condition else ("false", "0", "no"))
+    return str(cell) == str(condition)
+
+
+class ScanReport:
+    """What discovery skipped (scene folder, reason); strict mode raises on the first instead."""
+
+    def __init__(self, strict: bool):
+        self.strict = strict
+        self.skipped: list[tuple[str, str]] = []
+
+    def bad(self, where: str | Path, reason: str) -> None:
+        if self.strict:
+            raise BadSampleError(f"{where}: {reason} (data.strict=true; set data.strict=false to skip and count)")
+        self.skipped.append((str(where), reason))
+
+    def summary(self, logger: logging.Logger) -> None:
+        if self.skipped:
+            listed = "; ".join(f"{where} ({reason})" for where, reason in self.skipped[:10])
+            more = "" if len(self.skipped) <= 10 else f" and {len(self.skipped) - 10} more"
+            logger.warning("Data discovery skipped %d scenes: %s%s", len(self.skipped), listed, more)
+
+
+def _read_csv(csv_path: Path, filters: Mapping[str, Any], report: ScanReport) -> list[dict[str, str]]:
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = set(rows[0]) if rows else set()
+    if rows and "scene_folder" not in columns:
+        report.bad(csv_path, "missing CSV column 'scene_folder'")
+        return []
+    missing = [name for name in filters if name not in columns]
+    if rows and missing:
+        report.bad(csv_path, f"filter column(s) {missing} not in the CSV (columns: {sorted(columns)})")
+        return []
+    return [row for row in rows if all(_matches(row[name], cond) for name, cond in filters.items())]
+
+
+def discover_scenes(folders: str | Sequence[str], filters: Mapping[str, Any] | None = None,
+                    min_frames: int = 2, strict: bool = False, layout: str = "auto") -> tuple[list[Scene], ScanReport]:
+    """All usable scenes under one or several roots, in a deterministic order (root, then CSV / name order).
+
+    layout: "scenes" (needs scenes.csv), "rawframes" (every sub-folder is a video), or "auto" (scenes.csv decides).
+    Scenes with fewer than `min_frames` frames or missing folders are skipped and reported (strict: raise).
+    """
+    roots = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    filters = dict(filters or {})
+    report = ScanReport(strict)
+    scenes: list[Scene] = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"Data folder not found: {root}. Set data.folder=... to your frames (scene layout with scenes.csv, "
+                f"or rawframes <video_id>/img_XXXXX.jpg), or make synthetic data with "
+                f"`python -m laq.synth --out {root} --scenes 64`.")
+        csv_path = root / "scenes.csv"
+        use_csv = layout == "scenes" or (layout == "auto" and csv_path.is_file())
+        if use_csv:
+            if not csv_path.is_file():
+                raise FileNotFoundError(f"data.layout=scenes but {csv_path} does not exist")
+            rows = _read_csv(csv_path, filters, report)
+        else:
+            if filters:
+                raise ValueError(f"data.filters needs scenes.csv metadata, but {root} has no scenes.csv")
+            rows = [{"scene_folder": p.name} for p in sorted(root.iterdir()) if p.is_dir()]
+        for row in rows:
+            folder = root / row["scene_folder"]
+            try:
+                frames = sorted_frames(folder)
+            except BadSampleError as exc:
+                report.bad(folder, str(exc))
+                continue
+            if len(frames) < min_frames:
+                report.bad(folder, f"{len(frames)} frames, need at least {min_frames}")
+                continue
+            scenes.append(Scene(folder=folder, frames=frames, meta=dict(row), root=str(root)))
+    return scenes, report
+
+
+def split_scenes(scenes: Sequence[Scene], val_split: float, seed: int) -> tuple[list[Scene], list[Scene]]:
+    """Train / val by scene (never by pair, so no leakage), the same for the same seed and scene list."""
+    if not 0.0 <= val_split < 1.0:
+        raise ValueError(f"data.val_split must be in [0, 1), got {val_split}")
+    order = list(range(len(scenes)))
+    random.Random(seed).shuffle(order)
+    n_val = int(round(len(scenes) * val_split))
+    if val_split > 0 and len(scenes) >= 2:
+        n_val = min(max(n_val, 1), len(scenes) - 1)
+    val_ids = set(order[:n_val])
+    return ([s for i, s in enumerate(scenes) if i not in val_ids], [s for i, s in enumerate(scenes) if i in val_ids])
+
+
+def label_vocabulary(scenes: Sequence[Scene]) -> dict[str, int]:
+    """Label string -> integer id: integers keep their value; other strings are numbered in sorted order."""
+    labels = sorted({s.label for s in scenes if s.label is not None})
+    if all(_number(v) is not None and float(v).is_integer() for v in labels):
+        return {v: int(float(v)) for v in labels}
+    return {v: i for i, v in enumerate(labels)}

@@ -1,0 +1,23 @@
+"""Train LAQ. Hydra command line, e.g.
+
+    python laq/scripts/2_train_laq.py experiment=laq_debug
+    python laq/scripts/2_train_laq.py experiment=laq_normal data=laq_scenes training.optimizer.lr=5e-4
+    torchrun --nproc_per_node=8 laq/scripts/2_train_laq.py experiment=laq_normal
+    python laq/scripts/2_train_laq.py --cfg job          # print the composed config
+
+The run folder is `hydra.run.dir` (checkpoints/, tb/, log.txt, metrics.json, config.yaml). See laq/README.md.
+"""
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from laq.train import run
+
+
+@hydra.main(version_base="1.3", config_path="../config", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

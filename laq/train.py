@@ -1,0 +1,222 @@
+"""The LAQ training loop: set-up, data, model, loop, checkpoint. Entry point: laq/scripts/2_train_laq.py (Hydra).
+
+`run(cfg, run_dir)` takes the composed Hydra config; tests call it in-process with `hydra.compose`.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from common import amp, checkpoint, dist
+from common.data import BadSampleCounter
+from common.guard import NonFiniteGuard
+from common.log import Writer, setup_logger, write_metrics
+from common.metrics import psnr
+from common.preempt import PreemptionHandler
+from common.profiler import make_profiler
+from common.seed import seed_everything, set_deterministic
+from laq.data.build import build_datasets, make_loader
+from laq.engine import SectionTimer, WandbMirror, build_optimizer, pair_grid, resolve_resume
+from laq.evaluate import batch_code_stats, evaluate
+from laq.models import build_model
+from laq.models.nsvq import should_replace
+
+
+def run(cfg, run_dir: str | os.PathLike) -> dict:
+    """Train per `cfg`; writes checkpoints/, tb/, log.txt and metrics.json under the run folder (rank 0's path
+    is used on every rank). Returns the final validation metrics."""
+    # ---------------- set-up ----------------
+    info = dist.setup(device=None if cfg.trainer.device == "auto" else str(cfg.trainer.device))
+    run_dir = Path(dist.broadcast_object(str(Path(run_dir).resolve())))  # all ranks agree on rank 0's folder
+    ckpt_dir = run_dir / "checkpoints"
+    if cfg.training.deterministic:
+        set_deterministic(True)
+    seed_everything(cfg.seed, info.rank)
+    logger = setup_logger(run_dir)
+    writer = Writer(run_dir / "tb")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    wandb = WandbMirror(cfg.logging.use_wandb and info.is_main, cfg.logging.wandb_project, cfg.logging.wandb_mode,
+                        run_dir, resolved)
+    precision = amp.parse_precision("bf16" if cfg.training.precision == "auto" and info.device.type == "cuda"
+                                    else "fp32" if cfg.training.precision == "auto" else cfg.training.precision)
+    autocast = lambda: amp.autocast(info.device, precision)  # noqa: E731  (a fresh context per use)
+    logger.info("Run folder %s | %d process(es) on %s | %s", run_dir, info.world_size, info.device, precision)
+
+    # ---------------- data ----------------
+    data = build_datasets(cfg.data, logger)
+    batch_size = int(cfg.data.batch_size)
+    train_loader, train_sampler = make_loader(data.train, cfg.data, batch_size, cfg.seed, info.rank,
+                                              info.world_size, train=True, iterable=data.iterable)
+    val_loader = None
+    if data.val is not None:
+        val_loader, _ = make_loader(data.val, cfg.data, batch_size, cfg.seed, info.rank, info.world_size,
+                                    train=False, iterable=data.iterable)
+    steps_per_epoch = data.train_size // (batch_size * info.world_size)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{data.train_size} training samples cannot fill one batch of {batch_size} x "
+                         f"{info.world_size} process(es); lower data.batch_size or add data.")
+    total_steps = steps_per_epoch * int(cfg.training.epochs)
+    if cfg.training.max_steps:
+        total_steps = min(total_steps, int(cfg.training.max_steps))
+    bad_samples = BadSampleCounter()
+
+    # ---------------- model, optimizer ----------------
+    model = build_model(cfg.model).to(info.device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(trainable, cfg.training.optimizer)
+    guard = NonFiniteGuard(max_consecutive=int(cfg.training.max_nonfinite), logger=logger)
+    scaler = amp.grad_scaler(info.device, precision)
+    codebook_size, schedule = int(cfg.model.codebook_size), [list(s) for s in cfg.model.nsvq.replace_schedule]
+    step, epoch, batches_done = 0, 0, 0
+    path, state = resolve_resume(cfg.trainer.resume_from_checkpoint, ckpt_dir)
+    if state is not None:
+        model.load_state_dict(state["model"])  # includes the codebook and its hit counters (buffers)
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        guard.load_state_dict(state["guard"])
+        step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
+        checkpoint.set_rng_state(state["rng"][info.rank % len(state["rng"])])
+        logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
+    # broadcast_buffers=False: the NSVQ hit counters are summed over ranks by the quantiser itself.
+    ddp_model = DDP(model, broadcast_buffers=False) if info.distributed else model
+    logger.info("Model %s: %.2fM parameters; %d steps (%d per epoch)", cfg.model.name,
+                sum(p.numel() for p in model.parameters()) / 1e6, total_steps, steps_per_epoch)
+
+    def save(name: str) -> None:
+        rng_all = [checkpoint.rng_state()]
+        if info.distributed:
+            rng_all = [None] * info.world_size
+            torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
+        if info.is_main:
+            checkpoint.save(ckpt_dir / name, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "guard": guard.state_dict(), "step": step, "epoch": epoch, "batches_done": batches_done,
+                "rng": rng_all, "config": resolved})
+            checkpoint.prune(ckpt_dir, keep_last=int(cfg.training.keep_last))
+        dist.barrier()
+
+    def validate() -> dict:
+        if val_loader is None:
+            return {}
+        metrics, sample = evaluate(ddp_model, val_loader, info.device, autocast, codebook_size,
+                                   int(cfg.training.val_max_batches), seed=cfg.seed)
+        writer.scalars(metrics, step)
+        wandb.log(metrics, step)
+        if sample is not None:
+            writer.image("val/first_future_predicted", pair_grid(**sample), step)
+        logger.info("step %d validation: %s", step, " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        return metrics
+
+    # ---------------- loop ----------------
+    timer = SectionTimer()
+    profiler_type = str(cfg.training.profiler.type)
+    if profiler_type not in ("simple", "pytorch"):
+        raise ValueError(f"training.profiler.type={profiler_type!r}; use 'simple' or 'pytorch'")
+    torch_profiler = make_profiler(cfg.training.profiler.enabled and profiler_type == "pytorch",
+                                   run_dir / "profiler")
+    metrics: dict = {}
+    window = {"samples": 0, "wait": 0.0, "start": time.perf_counter()}
+    stop = step >= total_steps
+    with PreemptionHandler() as preemption, torch_profiler:
+        while not stop:
+            if hasattr(data.train, "set_epoch"):
+                data.train.set_epoch(epoch)  # scene level: a new pair per scene each epoch
+            if train_sampler is not None:
+                train_sampler.set_epoch(epoch)
+                train_sampler.start_at(batches_done * batch_size)  # mid-epoch resume: skip what was seen
+            batches = iter(train_loader)
+            if data.iterable:  # a fixed number of batches so every rank steps the same number of times
+                batches = itertools.islice(batches, steps_per_epoch - batches_done)
+            while True:
+                wait_start = time.perf_counter()
+                with timer.section("data"):
+                    batch = next(batches, StopIteration)
+                window["wait"] += time.perf_counter() - wait_start
+                if batch is StopIteration:
+                    break
+                batches_done += 1
+                skipped = bad_samples.update(batch)
+                if batch is None or batch.get("empty"):
+                    continue  # every sample of this batch was bad (counted above)
+                first, future = batch["first"].to(info.device), batch["future"].to(info.device)
+                with timer.section("forward_backward"):
+                    with autocast():
+                        out = ddp_model(first, future)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(out["loss"]).backward()
+                with timer.section("optimizer"):
+                    scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(
+                        trainable, float(cfg.training.grad_clip) if cfg.training.grad_clip else float("inf"))
+                    if guard.check(out["loss"], grad_norm, step):
+                        scaler.step(optimizer)
+                    scaler.update()
+                step += 1
+                window["samples"] += first.shape[0] * info.world_size
+                replaced = model.vq.replace_dead_codes() if should_replace(step, schedule) else None
+                torch_profiler.step()
+
+                if step % int(cfg.logging.log_every) == 0 or replaced is not None or step == 1:
+                    elapsed = time.perf_counter() - window["start"]
+                    scalars = {"loss": dist.all_reduce_mean(out["loss"]).item(),
+                               "psnr": psnr(out["recon"].detach().float(), future, 1.0).mean().item(),
+                               "copy_psnr": psnr(first, future, 1.0).mean().item(),
+                               "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
+                               "samples_per_s": window["samples"] / max(elapsed, 1e-9),
+                               "data_wait_fraction": window["wait"] / max(elapsed, 1e-9),
+                               "skipped_samples": float(skipped), "epoch": float(epoch)}
+                    scalars.update(batch_code_stats(out["indices"].detach(), codebook_size))
+                    if replaced is not None:
+                        scalars["codes_replaced"] = float(replaced)
+                    writer.scalars(scalars, step, prefix="train/")
+                    wandb.log({f"train/{k}": v for k, v in scalars.items()}, step)
+                    logger.info("step %d/%d epoch %d loss %.5f psnr %.2f (copy %.2f) codes %d ppl %.2f "
+                                "%.1f samples/s wait %.0f%%%s", step, total_steps, epoch, scalars["loss"],
+                                scalars["psnr"], scalars["copy_psnr"], scalars["unique_codes"],
+                                scalars["perplexity"], scalars["samples_per_s"],
+                                100 * scalars["data_wait_fraction"],
+                                f" replaced {replaced} codes" if replaced is not None else "")
+                    window = {"samples": 0, "wait": 0.0, "start": time.perf_counter()}
+                if step % int(cfg.logging.image_every) == 0:
+                    writer.image("train/first_future_predicted",
+                                 pair_grid(first[:4].cpu(), future[:4].cpu(), out["recon"][:4].detach().float().cpu()),
+                                 step)
+                if step % int(cfg.training.val_every_steps) == 0 and step < total_steps:
+                    metrics = validate()
+                stop = preemption.stop_requested() or step >= total_steps
+                if step % int(cfg.training.checkpoint_every_steps) == 0 and not stop:
+                    save(f"step_{step:07d}.pt")
+                if stop:
+                    break
+            else:
+                pass
+            if not stop:
+                bad_samples.end_epoch(logger, epoch)
+                epoch, batches_done = epoch + 1, 0
+    if preemption.received is not None:
+        save("last.pt")
+        logger.info("Preempted: saved %s at step %d; resume with trainer.resume_from_checkpoint=latest",
+                    ckpt_dir / "last.pt", step)
+    else:
+        bad_samples.end_epoch(logger, epoch)
+        metrics = validate()
+        save("last.pt")
+        metrics.update({"train/steps": float(step), "train/skipped_samples_total": float(bad_samples.total)})
+        write_metrics(run_dir, metrics)
+    if cfg.training.profiler.enabled and profiler_type == "simple" and info.is_main:
+        report = timer.report()
+        (run_dir / "profile_simple.txt").write_text(report + "\n")
+        logger.info("Simple profiler (wall time per section):\n%s", report)
+    writer.close()
+    wandb.finish()
+    dist.cleanup()
+    return metrics
