@@ -1,0 +1,1 @@
+"""Training pieces: data (dataloader, augment), losses, metrics, config and optimizer/scheduler/checkpoint utils."""
