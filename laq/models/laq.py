@@ -39,6 +39,7 @@ class LAQConfig:
     nsvq_threshold: float = 0.1
     nsvq_noise_scale: float = 0.1
     nsvq_init: str = "normal"
+    nsvq_replace_from: str = "inputs"
 
 
 class PatchEmbed(nn.Module):
@@ -88,7 +89,8 @@ class LatentActionQuantization(nn.Module):
         self.enc_spatial_transformer = Transformer(depth=cfg.spatial_depth, **stack)
         self.enc_temporal_transformer = Transformer(depth=cfg.temporal_depth, **stack)
         self.vq = NSVQ(cfg.dim, cfg.codebook_size, cfg.quant_dim, cfg.code_seq_len, self.grid,
-                       threshold=cfg.nsvq_threshold, noise_scale=cfg.nsvq_noise_scale, init=cfg.nsvq_init)
+                       threshold=cfg.nsvq_threshold, noise_scale=cfg.nsvq_noise_scale, init=cfg.nsvq_init,
+                       replace_from=cfg.nsvq_replace_from)
         # The reference builds the decoder with the *spatial* depth.
         self.dec_spatial_transformer = Transformer(depth=cfg.spatial_depth, cross_attn=True, **stack)
         self.to_pixels = ToPixels(cfg.patch_size, cfg.channels, cfg.dim)

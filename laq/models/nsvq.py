@@ -44,7 +44,7 @@ class NSVQ(nn.Module):
     """
 
     def __init__(self, dim: int, codebook_size: int, quant_dim: int, code_seq_len: int, grid: tuple[int, int],
-                 threshold: float = 0.1, noise_scale: float = 0.1, init: str = "normal"):
+                 threshold: float = 0.1, noise_scale: float = 0.1, init: str = "normal", replace_from: str = "inputs"):
         super().__init__()
         if code_seq_len not in _CNN_SPECS:
             raise ValueError(f"model.code_seq_len={code_seq_len} is not supported; use one of {sorted(_CNN_SPECS)}")
@@ -53,7 +53,9 @@ class NSVQ(nn.Module):
             raise ValueError(f"model.code_seq_len={code_seq_len} needs a {side}x{side} patch grid, but image_size / "
                              f"patch_size gives {grid[0]}x{grid[1]}; change image_size or patch_size.")
         self.codebook_size, self.quant_dim, self.code_seq_len, self.dim = codebook_size, quant_dim, code_seq_len, dim
-        self.threshold, self.noise_scale, self.eps = threshold, noise_scale, 1e-12
+        if replace_from not in ("inputs", "codes"):
+            raise ValueError(f"model.nsvq.replace_from={replace_from!r}; use 'inputs' or 'codes'")
+        self.threshold, self.noise_scale, self.eps, self.replace_from = threshold, noise_scale, 1e-12, replace_from
         if init == "normal":
             codebooks = torch.randn(codebook_size, quant_dim)
         elif init == "uniform":
@@ -63,6 +65,9 @@ class NSVQ(nn.Module):
         self.codebooks = nn.Parameter(codebooks)
         self.register_buffer("hits", torch.zeros(codebook_size, dtype=torch.int64))  # since the last event
         self.register_buffer("window_batch", torch.zeros((), dtype=torch.int64))  # global batch of the last step
+        # The last training batch's (future - first) vectors: candidates for re-seeding dead codes. A buffer, so a
+        # resumed run replaces exactly as the uninterrupted one would.
+        self.register_buffer("recent_inputs", torch.zeros(0, quant_dim))
         self.project_in = nn.Linear(dim, quant_dim)
         self.project_out = nn.Linear(quant_dim, dim)
         modules: list[nn.Module] = []
@@ -72,6 +77,12 @@ class NSVQ(nn.Module):
             modules.append(nn.Conv2d(quant_dim, quant_dim, kernel, stride=stride, padding=padding))
         self.cnn_encoder = nn.Sequential(*modules)
         self.grid = tuple(grid)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "recent_inputs"
+        if key in state_dict:  # its length is the last batch's, so resize before the strict copy
+            self.recent_inputs = torch.zeros_like(state_dict[key], device=self.codebooks.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, h*w, dim) -> (B, L, quant_dim)."""
@@ -96,6 +107,7 @@ class NSVQ(nn.Module):
             residual_norm = (delta - hard).norm(dim=1, keepdim=True)
             quantized = delta + (residual_norm / noise.norm(dim=1, keepdim=True) + self.eps) * noise
             self._count(indices)
+            self.recent_inputs = delta.detach().clone()
         else:
             quantized = hard
         probs = torch.bincount(indices, minlength=self.codebook_size).float() / indices.numel()
@@ -121,11 +133,15 @@ class NSVQ(nn.Module):
         dead = (self.hits.float() / batch) < self.threshold
         n_dead = int(dead.sum())
         if n_dead and dist.is_main():
-            live = self.codebooks[~dead]
-            if live.shape[0] == 0:  # nothing alive: spread the whole codebook with noise instead
-                live = self.codebooks.clone()
-            source = live[torch.randint(live.shape[0], (n_dead,), device=live.device)]
-            spread = self.codebooks.std(dim=0, keepdim=True, correction=0).clamp_min(1e-3)  # noise per dimension, on code scale
+            if self.replace_from == "inputs" and self.recent_inputs.shape[0] > 0:
+                pool = self.recent_inputs.to(self.codebooks.dtype)  # points where the data actually is
+            else:
+                pool = self.codebooks[~dead] if bool((~dead).any()) else self.codebooks.clone()
+            choice = torch.randperm(pool.shape[0], device=pool.device)[:n_dead]
+            if choice.numel() < n_dead:  # fewer candidates than dead codes: draw with repetition
+                choice = torch.randint(pool.shape[0], (n_dead,), device=pool.device)
+            source = pool[choice]
+            spread = pool.std(dim=0, keepdim=True, correction=0).clamp_min(1e-6)  # noise on the data's scale
             self.codebooks[dead] = source + self.noise_scale * spread * torch.randn_like(source)
         if n_dead and dist.is_initialized():
             torch_dist.broadcast(self.codebooks.data, src=0)
