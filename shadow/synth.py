@@ -1,0 +1,194 @@
+"""The procedural renderer and the synthetic data generator (writes the `custom` layout of `shadow.data`).
+
+    python -m shadow.synth --out DIR --num N --image_size S [--workers W] [--light_samples K] [--seed 0]
+
+Shadows are computed by shadow mapping rather than per-pixel ray casting: for each of the K stratified points of
+the area light, every convex part of the object is projected onto the ground plane from that point (its shadow
+is the convex hull of the projected points) and filled into a ground texture; the K masks are averaged with the
+area-light weights w_k = max(0, d_z) max(0, -d.n) / |L_k - G|^2, and the ground texture is warped into the image
+through each pixel's ground point. The camera does not occlude the ground (as a Blender shadow catcher with the
+object hidden from the camera). The object itself is ray cast analytically (Lambertian, white background).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import lru_cache
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shadow.scene import Camera, light_samples, random_object
+
+GROUND_HALF_EXTENT = 8.0  # the ground texture covers [-8, 8]^2 world units around the object
+_SUBPIXEL_BITS = 4  # fillConvexPoly fixed-point precision (1/16 texel)
+THETA_RANGE, PHI_RANGE, SIZE_RANGE = (0.0, 45.0), (0.0, 360.0), (2.0, 8.0)
+
+
+@lru_cache(maxsize=8)
+def _ground_lookup(camera: Camera, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Camera rays and, per pixel, the ground point in ground-texture coordinates (float32 maps for cv2.remap;
+    pixels looking above the horizon point far outside the texture so they read 0)."""
+    position, dirs = camera.rays(image_size)
+    down = dirs[:, 2] < -1e-6
+    t = np.where(down, -position[2] / np.where(down, dirs[:, 2], -1.0), 0.0)
+    ground = position[:2] + t[:, None] * dirs[:, :2]
+    texel = 2 * GROUND_HALF_EXTENT / (2 * image_size)
+    col = np.where(down, (ground[:, 0] + GROUND_HALF_EXTENT) / texel - 0.5, -1e5)
+    row = np.where(down, (GROUND_HALF_EXTENT - ground[:, 1]) / texel - 0.5, -1e5)
+    shape = (image_size, image_size)
+    return position, dirs, col.reshape(shape).astype(np.float32), row.reshape(shape).astype(np.float32)
+
+
+def _shadow_texture(parts, lights: np.ndarray, light_normal: np.ndarray, texture_size: int):
+    """Shadow strength on the part of the ground texture that any shadow reaches: (crop (h, w) float32, (row0,
+    col0) offset of the crop), or (None, None) when no shadow falls on the texture."""
+    texel = 2 * GROUND_HALF_EXTENT / texture_size
+    projected = []
+    for part in parts:
+        points = part.surface_points()
+        # G = L + (P - L) * L_z / (L_z - P_z): the ray from the light sample through P meets the ground.
+        height_gap = np.maximum(lights[:, None, 2] - points[None, :, 2], 0.05)
+        ground = lights[:, None, :2] + (points[None, :, :2] - lights[:, None, :2]) * (lights[:, None, 2:] / height_gap[..., None])
+        projected.append(np.stack([(ground[..., 0] + GROUND_HALF_EXTENT) / texel,
+                                   (GROUND_HALF_EXTENT - ground[..., 1]) / texel], -1))  # (K, N, 2) col, row
+    everything = np.concatenate(projected, 1)
+    col0, row0 = np.floor(everything.reshape(-1, 2).min(0)).astype(int) - 2
+    col1, row1 = np.ceil(everything.reshape(-1, 2).max(0)).astype(int) + 2
+    col0, row0 = max(col0, 0), max(row0, 0)
+    col1, row1 = min(col1, texture_size), min(row1, texture_size)
+    if col1 <= col0 or row1 <= row0:
+        return None, None
+    height, width = row1 - row0, col1 - col0
+
+    # Area-light weight of every light sample at every texel of the crop: (K, h, w).
+    cols = -GROUND_HALF_EXTENT + (np.arange(col0, col1) + 0.5) * texel
+    rows = GROUND_HALF_EXTENT - (np.arange(row0, row1) + 0.5) * texel
+    dx = lights[:, 0, None, None] - cols[None, None, :]
+    dy = lights[:, 1, None, None] - rows[None, :, None]
+    dz = lights[:, 2, None, None]
+    dist2 = dx * dx + dy * dy + dz * dz
+    facing = np.maximum(0.0, -(dx * light_normal[0] + dy * light_normal[1] + dz * light_normal[2]))
+    weights = (np.maximum(0.0, dz) * facing / (dist2 * dist2)).astype(np.float32)
+
+    blocked = np.zeros((len(lights), height, width), np.uint8)
+    offset = np.array([col0, row0], np.float32)
+    scale = float(1 << _SUBPIXEL_BITS)
+    for k in range(len(lights)):
+        for points in projected:
+            hull = cv2.convexHull((points[k] - offset).astype(np.float32))
+            cv2.fillConvexPoly(blocked[k], np.round(hull * scale).astype(np.int32), 255, cv2.LINE_AA,
+                               _SUBPIXEL_BITS)
+    strength = np.einsum("khw,khw->hw", weights, blocked.astype(np.float32)) / (255.0 * weights.sum(0) + 1e-30)
+    return strength.astype(np.float32), (row0, col0)
+
+
+def render(theta: float, phi: float, size: float, image_size: int = 256, seed: int = 0,
+           light_samples_count: int = 32, camera_distance: float | None = None) -> dict:
+    """Render one object (chosen by `seed`) lit by the square area light (θ polar and φ azimuth in degrees,
+    side `size` in world units).
+
+    Returns {"object_image": (H, W, 3) uint8 object over white, "mask": (H, W) uint8 with 255 = object,
+             "shadow": (H, W) float32 shadow strength in [0, 1] (0 = lit ground, 1 = full umbra)}.
+    φ = 0 puts the light on +x, so the shadow falls to the left of the object in the image; φ = 90 puts it
+    behind the object, so the shadow comes toward the camera (down in the image).
+    """
+    rng = np.random.default_rng([seed, 3])
+    distance = rng.uniform(8.0, 10.0) if camera_distance is None else camera_distance
+    camera = Camera(distance=float(distance))
+    parts = random_object(seed)
+    position, dirs, map_col, map_row = _ground_lookup(camera, image_size)
+    centre, light_normal, lights = light_samples(theta, phi, size, light_samples_count, seed)
+
+    texture_size = 2 * image_size
+    texture, origin = _shadow_texture(parts, lights, light_normal, texture_size)
+    if texture is None:
+        shadow = np.zeros((image_size, image_size), np.float32)
+    else:
+        shadow = cv2.remap(texture, map_col - np.float32(origin[1]), map_row - np.float32(origin[0]), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    object_image, mask = _render_object(parts, camera, position, dirs, centre, image_size)
+    return {"object_image": object_image, "mask": mask, "shadow": np.clip(shadow, 0.0, 1.0)}
+
+
+def _render_object(parts, camera, position, dirs, light_centre, image_size):
+    """Ray cast the parts inside their projected bounding box: Lambertian colour and a binary mask."""
+    corners = camera.project(np.concatenate([p.surface_points(16) for p in parts]), image_size)
+    c0, r0 = np.clip(np.floor(corners.min(0)).astype(int) - 1, 0, image_size)
+    c1, r1 = np.clip(np.ceil(corners.max(0)).astype(int) + 2, 0, image_size)
+    image = np.full((image_size, image_size, 3), 255, np.uint8)
+    mask = np.zeros((image_size, image_size), np.uint8)
+    if c1 <= c0 or r1 <= r0:
+        return image, mask
+    index = (np.arange(r0, r1)[:, None] * image_size + np.arange(c0, c1)[None, :]).reshape(-1)
+    box_dirs = dirs[index]
+    nearest = np.full(len(index), np.inf)
+    colour = np.zeros((len(index), 3))
+    to_light = light_centre / np.linalg.norm(light_centre)
+    for part in parts:
+        t, normal = part.intersect(position, box_dirs)
+        closer = t < nearest
+        lambert = np.clip(normal @ to_light, 0.0, 1.0)
+        shade = part.albedo[None, :] * (0.35 + 0.65 * lambert[:, None])
+        colour = np.where(closer[:, None], shade, colour)
+        nearest = np.where(closer, t, nearest)
+    hit = np.isfinite(nearest)
+    crop_image = image[r0:r1, c0:c1].reshape(-1, 3)
+    crop_image[hit] = np.clip(colour[hit] * 255 + 0.5, 0, 255).astype(np.uint8)
+    image[r0:r1, c0:c1] = crop_image.reshape(r1 - r0, c1 - c0, 3)
+    mask[r0:r1, c0:c1] = (hit * 255).astype(np.uint8).reshape(r1 - r0, c1 - c0)
+    return image, mask
+
+
+def sample_light(index: int, seed: int = 0) -> tuple[int, int, int]:
+    """Light parameters of generated sample `index`, as the paper draws them: integers θ in 0..45, φ in 0..359,
+    size in 2..8."""
+    rng = np.random.default_rng([seed, index, 5])
+    return int(rng.integers(0, 46)), int(rng.integers(0, 360)), int(rng.integers(2, 9))
+
+
+def _write_sample(job: tuple[Path, int, int, int, int]) -> tuple[str, dict]:
+    out, index, image_size, light_count, seed = job
+    theta, phi, size = sample_light(index, seed)
+    sample = render(theta, phi, size, image_size=image_size, seed=seed * 1_000_003 + index,
+                    light_samples_count=light_count)
+    stem = f"{index:06d}"
+    cv2.imwrite(str(out / "objects" / f"{stem}.png"), cv2.cvtColor(sample["object_image"], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / "masks" / f"{stem}.png"), sample["mask"])
+    cv2.imwrite(str(out / "shadows" / f"{stem}.png"), np.round(sample["shadow"] * 255).astype(np.uint8))
+    return stem, {"theta": theta, "phi": phi, "size": size}
+
+
+def write_dataset(out: str | Path, num: int, image_size: int, workers: int = 1, light_samples_count: int = 32,
+                  seed: int = 0) -> Path:
+    """Write `num` rendered samples in the `custom` layout (objects/, masks/, shadows/ PNGs and metadata.json)."""
+    out = Path(out)
+    for sub in ("objects", "masks", "shadows"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    jobs = [(out, i, image_size, light_samples_count, seed) for i in range(num)]
+    if workers > 1:
+        with Pool(workers) as pool:
+            results = pool.map(_write_sample, jobs, chunksize=max(1, num // (4 * workers)))
+    else:
+        results = [_write_sample(job) for job in jobs]
+    (out / "metadata.json").write_text(json.dumps(dict(results), indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Render synthetic shadow data in the `custom` layout.")
+    parser.add_argument("--out", required=True, help="output folder (objects/, masks/, shadows/, metadata.json)")
+    parser.add_argument("--num", type=int, required=True, help="number of samples")
+    parser.add_argument("--image_size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel")
+    parser.add_argument("--light_samples", type=int, default=32, help="stratified points on the area light")
+    parser.add_argument("--seed", type=int, default=0, help="seed of objects and light parameters")
+    args = parser.parse_args(argv)
+    write_dataset(args.out, args.num, args.image_size, args.workers, args.light_samples, args.seed)
+    print(f"Wrote {args.num} samples of {args.image_size}x{args.image_size} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
