@@ -2,8 +2,10 @@
 
 Pair feature (d = 3·proj + 2·embed; 1936 = 3·512 + 2·200 in the paper):
     [subject FC(C4→proj) | object FC(C4→proj) | union branch → proj | word(subject class) | word(object class)]
-Union branch: Conv1×1(C3→256) of the union RoI feature (P,C3,7,7) + the spatial-mask CNN on the 2×27×27 masks
-(conv7 s2 → 128, ReLU, BN, maxpool, conv3 → 256, ReLU, BN), summed, then FC(256·7·7 → proj).
+Union branch: Conv1×1(C3→U) of the union RoI feature (P,C3,7,7) + the spatial-mask CNN on the 2×27×27 masks
+(conv7 s2 → U/2, ReLU, BN, maxpool, conv3 → U, ReLU, BN), summed, then FC(U·7·7 → proj); U = 256 in the paper
+(`-union_dim`, smaller only for tiny test configs). BatchNorm momentum 0.01 as the reference (`-bn_momentum`;
+short runs need PyTorch's 0.1, or the running statistics used at evaluation stay near their init).
 """
 from __future__ import annotations
 
@@ -48,16 +50,18 @@ class PairFeatures(nn.Module):
     """(subject, object) representation. forward(entry) -> (P, 3·proj + 2·embed)."""
 
     def __init__(self, feature_dim: int = 2048, union_channels: int = 1024, proj_dim: int = 512,
-                 embed_dim: int = 200, word_table: torch.Tensor | None = None):
+                 embed_dim: int = 200, word_table: torch.Tensor | None = None, union_dim: int = 256,
+                 bn_momentum: float = 0.01):
         super().__init__()
         self.subject_fc = nn.Linear(feature_dim, proj_dim)
         self.object_fc = nn.Linear(feature_dim, proj_dim)
-        self.union_conv = nn.Conv2d(union_channels, 256, 1)
+        self.union_conv = nn.Conv2d(union_channels, union_dim, 1)
+        half = union_dim // 2
         self.mask_conv = nn.Sequential(
-            nn.Conv2d(2, 128, 7, stride=2, padding=3), nn.ReLU(inplace=True), nn.BatchNorm2d(128, momentum=0.01),
+            nn.Conv2d(2, half, 7, stride=2, padding=3), nn.ReLU(inplace=True), nn.BatchNorm2d(half, momentum=bn_momentum),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(256, momentum=0.01))
-        self.union_fc = nn.Linear(256 * 7 * 7, proj_dim)
+            nn.Conv2d(half, union_dim, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(union_dim, momentum=bn_momentum))
+        self.union_fc = nn.Linear(union_dim * 7 * 7, proj_dim)
         self.subject_word = nn.Embedding(NUM_OBJECT_CLASSES, embed_dim)
         self.object_word = nn.Embedding(NUM_OBJECT_CLASSES, embed_dim)
         if word_table is not None:

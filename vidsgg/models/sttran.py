@@ -25,6 +25,8 @@ class STTranConfig:
     union_channels: int = 1024   # C3: union RoI channels (ResNet-50/101 layer3: 1024)
     proj_dim: int = 512          # subject / object / union projections
     embed_dim: int = 200         # class-name embedding (GloVe-6B 200-d)
+    union_dim: int = 256         # union branch / spatial-mask CNN channels
+    bn_momentum: float = 0.01    # BatchNorm of the spatial-mask CNN (reference: 0.01)
     heads: int = 8
     ffn_dim: int = 2048          # -hidden_dim: transformer feed-forward width
     spatial_layers: int = 1      # -spatial_layer
@@ -51,7 +53,8 @@ class STTran(nn.Module):
         super().__init__()
         self.config = config
         self.pair_features = PairFeatures(config.feature_dim, config.union_channels, config.proj_dim,
-                                          config.embed_dim, word_table)
+                                          config.embed_dim, word_table, config.union_dim,
+                                          config.bn_momentum)
         self.object_classifier = (ObjectClassifier(config.feature_dim, config.embed_dim, word_table)
                                   if config.mode != "predcls" else None)
         self.transformer = SpatialTemporalTransformer(config.dim, config.heads, config.ffn_dim, config.spatial_layers,

@@ -1,0 +1,72 @@
+"""Evaluate a trained model (or the random-weight baseline) on the Action Genome test split under the three
+constraints, as STTran's test.py does.
+
+    python vidsgg/test.py -mode predcls -data_path DIR -model_path RUN/checkpoint_best.tar
+    python vidsgg/test.py -mode predcls -data_path DIR -random_init True -output OUT   # untrained baseline
+
+The backbone flags must be those of training (the checkpoint records them; a mismatch is an error). Prints a
+table of R@K and mR@K and writes metrics.json ("test/with/R@20", ...) to -output (default: the checkpoint's folder).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common import checkpoint
+from common.log import setup_logger, write_metrics
+from common.seed import seed_everything
+from vidsgg.data.action_genome import ActionGenome
+from vidsgg.engine import evaluate, load_detections, make_store
+from vidsgg.evaluation import CONSTRAINTS, KS
+from vidsgg.models.build import build_model, model_from_checkpoint, word_table
+from vidsgg.options import test_parser, validate
+
+BACKBONE_FLAGS = ("backbone_depth", "backbone_weights", "image_size", "max_size")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = test_parser()
+    args = validate(parser.parse_args(argv), parser)
+    if bool(args.model_path) == bool(args.random_init):
+        parser.error("give exactly one of -model_path CKPT or -random_init True")
+    output = Path(args.output or Path(args.model_path).parent)
+    logger = setup_logger(output, name="test", filename="test_log.txt")
+    seed_everything(args.seed)
+    device = "cpu" if args.device is None else args.device
+
+    dataset = ActionGenome(args.data_path, "test", args.mode, args.datasize)
+    store = make_store(args, device)
+    if args.random_init:
+        model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args))
+        logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
+    else:
+        state = checkpoint.load(args.model_path)
+        trained = state["config"]
+        mismatch = [f"-{k} {getattr(args, k)} (trained with {trained.get(k)})" for k in BACKBONE_FLAGS
+                    if trained.get(k) != getattr(args, k)]
+        if mismatch:
+            parser.error("backbone flags differ from the checkpoint's: " + ", ".join(mismatch))
+        if state["mode"] != args.mode and args.mode == "predcls":
+            logger.info("Evaluating a %s checkpoint in predcls (GT labels replace its object classifier).",
+                        state["mode"])
+        model = model_from_checkpoint(state)
+        model.config.mode = args.mode
+        if args.mode != "predcls" and getattr(model, "object_classifier", None) is None:
+            parser.error(f"{args.model_path} was trained in predcls and has no object classifier for {args.mode}")
+        if args.mode == "predcls":
+            model.object_classifier = None
+        logger.info("Evaluating %s (%s, epoch %s).", args.model_path, state["model_name"], state["epoch"])
+    model.to(device)
+    results = evaluate(model, dataset, store, args.mode, device, args.mean_recall, load_detections(args.detections),
+                       args.max_eval_videos, args.strict_data)
+
+    logger.info("%-6s " + " ".join(f"R@{k:<4}" for k in KS) + "  " + " ".join(f"mR@{k:<4}" for k in KS), "")
+    for constraint in CONSTRAINTS:
+        logger.info("%-6s " + " ".join(f"{100 * results[f'{constraint}/R@{k}']:6.2f}" for k in KS) + "  "
+                    + " ".join(f"{100 * results[f'{constraint}/mR@{k}']:6.2f}" for k in KS), constraint)
+    metrics = {f"test/{k}": v for k, v in results.items()}
+    write_metrics(output, metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
