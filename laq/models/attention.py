@@ -46,6 +46,11 @@ class PEG(nn.Module):
     Returns the conv output only (the caller adds the residual). Tokens arrive as (B*T, h*w, d) from the spatial
     stack or as (B*h*w, T, d) from the temporal stack; `layout` says which, so the grid is rebuilt correctly
     (the reference reshapes the temporal layout without permuting, which scrambles positions; see README).
+
+    The parameters are those of `nn.Conv3d(dim, dim, 3, groups=dim)` (state-dict compatible), but the conv is
+    computed as one depthwise 3x3 Conv2d per time tap: CPU depthwise Conv3d backward is several times slower,
+    and with causal padding and T <= 2 most time taps only ever see the zero padding, so they are skipped.
+    Same numbers up to float summation order (tests/laq/test_models.py compares with F.conv3d).
     """
 
     def __init__(self, dim: int, causal: bool = True):
@@ -56,14 +61,28 @@ class PEG(nn.Module):
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int, int], layout: str) -> torch.Tensor:
         b, t, h, w = grid
         if layout == "spatial":  # (b t) (h w) d
-            video = x.reshape(b, t, h, w, -1).permute(0, 4, 1, 2, 3)
+            video = x.reshape(b, t, h, w, -1)
         else:  # temporal: (b h w) t d
-            video = x.reshape(b, h, w, t, -1).permute(0, 4, 3, 1, 2)
-        time_pad = (2, 0) if self.causal else (1, 1)
-        video = self.dsconv(F.pad(video, (1, 1, 1, 1, *time_pad)))
+            video = x.reshape(b, h, w, t, -1).permute(0, 3, 1, 2, 4)
+        dim = video.shape[-1]
+        video = video.permute(0, 1, 4, 2, 3)  # (b, t, d, h, w)
+        first_frame_tap = 2 if self.causal else 1  # output frame i reads input frame i + kt - first_frame_tap
+        out = None
+        for kt in range(3):
+            shift = kt - first_frame_tap
+            lo, hi = max(0, -shift), min(t, t - shift)  # output frames whose input frame exists (not padding)
+            if lo >= hi:
+                continue
+            source = video[:, lo + shift:hi + shift].reshape(-1, dim, h, w)
+            acc = F.conv2d(source, self.dsconv.weight[:, :, kt].to(x.dtype), padding=1, groups=dim)
+            acc = acc.reshape(b, hi - lo, dim, h, w)
+            if (lo, hi) != (0, t):
+                acc = F.pad(acc, (0, 0, 0, 0, 0, 0, lo, t - hi))
+            out = acc if out is None else out + acc
+        out = out + self.dsconv.bias.to(x.dtype)[:, None, None]
         if layout == "spatial":
-            return video.permute(0, 2, 3, 4, 1).reshape(x.shape)
-        return video.permute(0, 3, 4, 2, 1).reshape(x.shape)
+            return out.permute(0, 1, 3, 4, 2).reshape(x.shape)
+        return out.permute(0, 3, 4, 1, 2).reshape(x.shape)
 
 
 class ContinuousPositionBias(nn.Module):

@@ -117,3 +117,18 @@ def test_code_seq_len_needs_matching_grid():
     else:
         raise AssertionError("a 16x16 grid with code_seq_len 4 must be refused")
     assert math.isclose(LAQConfig().dim, 1024)
+
+
+def test_peg_matches_causal_conv3d_in_both_layouts():
+    from laq.models.attention import PEG
+    torch.manual_seed(0)
+    peg = PEG(8, causal=True)
+    b, t, h, w = 2, 2, 3, 4
+    video = torch.randn(b, t, h, w, 8)
+    reference = F.conv3d(F.pad(video.permute(0, 4, 1, 2, 3), (1, 1, 1, 1, 2, 0)), peg.dsconv.weight,
+                         peg.dsconv.bias, groups=8).permute(0, 2, 3, 4, 1)
+    spatial = peg(video.reshape(b * t, h * w, 8), (b, t, h, w), "spatial").reshape(b, t, h, w, 8)
+    assert torch.allclose(spatial, reference, atol=1e-5)
+    temporal_in = video.permute(0, 2, 3, 1, 4).reshape(b * h * w, t, 8)
+    temporal = peg(temporal_in, (b, t, h, w), "temporal").reshape(b, h, w, t, 8).permute(0, 3, 1, 2, 4)
+    assert torch.allclose(temporal, reference, atol=1e-5)
