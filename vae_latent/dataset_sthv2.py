@@ -141,7 +141,7 @@ class FrameDataset(Dataset):
 
     frames_per_video="one": one sample per video; the frame is drawn from sample_rng(seed, epoch, index), so a
     resumed run draws the same frames (call `set_epoch` each epoch); fixed_frame=True takes the middle frame
-    instead (validation). "all": every frame of every video is a sample.
+    instead (validation, so every evaluation sees the same images). "all": every frame of every video is a sample.
     """
 
     def __init__(self, videos: list[Video], image_size: int, frames_per_video: str = "one", seed: int = 0,
@@ -188,7 +188,8 @@ def build_datasets(data_params: dict, image_size: int, seed: int) -> tuple[Frame
     train, val, how = split_videos(videos, data_params["data_path"], data_params["labels_dir"],
                                    data_params["val_fraction"], data_params["max_val_videos"])
     train_set = FrameDataset(train, image_size, data_params["frames_per_video"], seed, data_params["strict"])
-    val_set = FrameDataset(val, image_size, "one", seed, data_params["strict"], fixed_frame=True)
+    val_set = FrameDataset(val, image_size, data_params["frames_per_video"], seed, data_params["strict"],
+                           fixed_frame=True)
     summary = (f"{layout} layout: {len(train)} train / {len(val)} val videos ({train_set.offsets[-1]} / "
                f"{val_set.offsets[-1]} frames), split by {how}")
     return train_set, val_set, summary
