@@ -83,8 +83,9 @@ class StereoAugmentor:
     def scale(self, left, right, disp_left, disp_right, crop_hw, rng):
         cfg = self.cfg["scale"]
         height, width = left.shape[:2]
-        margin = 2 * self.cfg["y_jitter"]["max_px"] + 1
-        min_scale = max((crop_hw[0] + margin) / height, (crop_hw[1] + 1) / width)  # the crop must fit
+        jitter = self.cfg["y_jitter"]
+        margin = 2 * jitter["max_px"] if jitter["enabled"] else 0  # room for the right crop's vertical offset
+        min_scale = max((crop_hw[0] + margin) / height, crop_hw[1] / width)  # the crop must fit
         scale_x = scale_y = 1.0
         if cfg["enabled"] and rng.random() < cfg["prob"]:
             scale_x = scale_y = 2 ** rng.uniform(cfg["min_log2"], cfg["max_log2"])

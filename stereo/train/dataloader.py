@@ -31,7 +31,7 @@ from stereo.train.augment import StereoAugmentor
 
 FORMATS = ("folder", "middlebury", "kitti")
 DEPTH_UINT8_SCALE = 1000.0
-DEPTH_UINT8_MAX = (255 * 255 * 255 + 254 * 255 + 254) / DEPTH_UINT8_SCALE  # 16646.654 px
+DEPTH_UINT8_MAX = (255 * 255 * 255 + 254 * 255 + 254) / DEPTH_UINT8_SCALE  # 16646.399 px (B, G <= 254)
 
 
 def depth_uint8_encoding(disp: np.ndarray, scale: float = DEPTH_UINT8_SCALE) -> np.ndarray:

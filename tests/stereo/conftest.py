@@ -1,0 +1,34 @@
+"""Shared fixtures for the stereo tests: a small synthetic folder dataset and a tiny config that points at it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stereo.synth import write_dataset
+
+TINY_CONFIG = Path(__file__).resolve().parents[2] / "stereo" / "configs" / "train" / "stereo_tiny.json"
+
+
+@pytest.fixture(scope="session")
+def synth_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stereo_synth")
+    train = write_dataset(root / "train", 12, height=48, width=96, max_disp=24, seed=0)
+    val = write_dataset(root / "val", 3, height=48, width=96, max_disp=24, seed=1)
+    return train, val
+
+
+def make_config(tmp_path: Path, train: Path, val: Path, **overrides) -> Path:
+    """The tiny config, pointed at the synthetic data, with 32×64 crops; overrides are merged per section."""
+    config = json.loads(TINY_CONFIG.read_text())
+    config["data"]["datasets"][0]["path"] = str(train)
+    config["data"]["val_datasets"][0]["path"] = str(val)
+    config["data"]["image_sizes"] = [[32, 64]]
+    config["model"].update({"max_disp": 32, "train_iters": 2, "valid_iters": 2})
+    config["data"]["max_disparity"] = 32
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
