@@ -9,10 +9,18 @@ from torch import nn
 from common import dist
 
 
+ONE_STEP_FRACTION = 0.5
+
+
 def sample_timesteps(batch: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B,) t ~ U(0, 1). The paper does not give its distribution; uniform keeps every t (and t -> 1, the one-step
-    case) in the loss."""
-    return torch.rand(batch, device=device, generator=generator)
+    """(B,) timesteps: with probability ONE_STEP_FRACTION exactly t = 1, otherwise t ~ U(0, 1).
+
+    The paper does not give its distribution. One-step inference evaluates f only at t = 1, so half of the samples
+    train that case directly; the uniform half keeps the whole path for multi-step Euler sampling. (On the tiny
+    CPU litmus set this reached the mean-shadow baseline's IoU in about half the iterations of plain uniform t.)"""
+    t = torch.rand(batch, device=device, generator=generator)
+    at_one = torch.rand(batch, device=device, generator=generator) < ONE_STEP_FRACTION
+    return torch.where(at_one, torch.ones_like(t), t)
 
 
 def training_loss(model: nn.Module, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -142,16 +142,18 @@ def _render_object(parts, camera, position, dirs, light_centre, image_size):
     return image, mask
 
 
-def sample_light(index: int, seed: int = 0) -> tuple[int, int, int]:
+def sample_light(index: int, seed: int = 0, theta_range: tuple[int, int] = (0, 45),
+                 size_range: tuple[int, int] = (2, 8)) -> tuple[int, int, int]:
     """Light parameters of generated sample `index`, as the paper draws them: integers θ in 0..45, φ in 0..359,
-    size in 2..8."""
+    size in 2..8 (θ and size limits can be narrowed)."""
     rng = np.random.default_rng([seed, index, 5])
-    return int(rng.integers(0, 46)), int(rng.integers(0, 360)), int(rng.integers(2, 9))
+    return (int(rng.integers(theta_range[0], theta_range[1] + 1)), int(rng.integers(0, 360)),
+            int(rng.integers(size_range[0], size_range[1] + 1)))
 
 
-def _write_sample(job: tuple[Path, int, int, int, int]) -> tuple[str, dict]:
-    out, index, image_size, light_count, seed = job
-    theta, phi, size = sample_light(index, seed)
+def _write_sample(job: tuple) -> tuple[str, dict]:
+    out, index, image_size, light_count, seed, theta_range, size_range = job
+    theta, phi, size = sample_light(index, seed, theta_range, size_range)
     sample = render(theta, phi, size, image_size=image_size, seed=seed * 1_000_003 + index,
                     light_samples_count=light_count)
     stem = f"{index:06d}"
@@ -162,12 +164,14 @@ def _write_sample(job: tuple[Path, int, int, int, int]) -> tuple[str, dict]:
 
 
 def write_dataset(out: str | Path, num: int, image_size: int, workers: int = 1, light_samples_count: int = 32,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, theta_range: tuple[int, int] = (0, 45), size_range: tuple[int, int] = (2, 8)) -> Path:
     """Write `num` rendered samples in the `custom` layout (objects/, masks/, shadows/ PNGs and metadata.json)."""
+    if not (0 <= theta_range[0] <= theta_range[1] <= 45 and 2 <= size_range[0] <= size_range[1] <= 8):
+        raise ValueError(f"theta_range {theta_range} must lie in [0, 45] and size_range {size_range} in [2, 8].")
     out = Path(out)
     for sub in ("objects", "masks", "shadows"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, i, image_size, light_samples_count, seed) for i in range(num)]
+    jobs = [(out, i, image_size, light_samples_count, seed, tuple(theta_range), tuple(size_range)) for i in range(num)]
     if workers > 1:
         with Pool(workers) as pool:
             results = pool.map(_write_sample, jobs, chunksize=max(1, num // (4 * workers)))
@@ -185,8 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel")
     parser.add_argument("--light_samples", type=int, default=32, help="stratified points on the area light")
     parser.add_argument("--seed", type=int, default=0, help="seed of objects and light parameters")
+    parser.add_argument("--theta_range", type=int, nargs=2, default=(0, 45), metavar=("MIN", "MAX"),
+                        help="integer θ range in degrees (within 0..45)")
+    parser.add_argument("--size_range", type=int, nargs=2, default=(2, 8), metavar=("MIN", "MAX"),
+                        help="integer light size range (within 2..8)")
     args = parser.parse_args(argv)
-    write_dataset(args.out, args.num, args.image_size, args.workers, args.light_samples, args.seed)
+    write_dataset(args.out, args.num, args.image_size, args.workers, args.light_samples, args.seed,
+                  tuple(args.theta_range), tuple(args.size_range))
     print(f"Wrote {args.num} samples of {args.image_size}x{args.image_size} to {args.out}")
 
 
