@@ -11,11 +11,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from laq.train import run
-
 
 @hydra.main(version_base="1.3", config_path="../config", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from laq.train import run  # imported here so --help and --cfg job answer without loading torch
+
     run(cfg, HydraConfig.get().runtime.output_dir)
 
 
