@@ -64,9 +64,12 @@ def decode_png(data: bytes | str | os.PathLike, name: str, grey: bool) -> np.nda
 
 def check_shadow_range(shadow: np.ndarray, name: str) -> np.ndarray:
     """A shadow map must be finite and inside [0, 1]; otherwise BadSampleError naming the file."""
-    if not np.isfinite(shadow).all() or shadow.min() < 0.0 or shadow.max() > 1.0:
+    finite = np.isfinite(shadow)
+    if not finite.all():
+        raise BadSampleError(f"Shadow map {name} has non-finite values (outside [0, 1]).")
+    if shadow.min() < 0.0 or shadow.max() > 1.0:
         raise BadSampleError(f"Shadow map {name} has values outside [0, 1] "
-                             f"(min {np.nanmin(shadow):.3g}, max {np.nanmax(shadow):.3g}).")
+                             f"(min {shadow.min():.3g}, max {shadow.max():.3g}).")
     return shadow
 
 

@@ -27,8 +27,8 @@ class UNetConfig:
 # One config per training resolution. 256/512/1024 keep the lowest level at 32x32 (attention over 1024 tokens);
 # 32/64/128 are the small configs the demo and the tests train on CPU.
 UNET_CONFIGS = {
-    32: UNetConfig((32, 64), layers_per_level=1, attention_lowest=False),
-    64: UNetConfig((32, 64, 64), layers_per_level=1, attention_lowest=False),
+    32: UNetConfig((16, 32), layers_per_level=1, attention_lowest=False),
+    64: UNetConfig((16, 32, 64), layers_per_level=1, attention_lowest=False),
     128: UNetConfig((32, 64, 128, 128), layers_per_level=1),
     256: UNetConfig((64, 128, 256, 256), layers_per_level=2),
     512: UNetConfig((64, 128, 256, 256, 512), layers_per_level=2),
