@@ -49,7 +49,7 @@ def make_loader(data_root: Path, image_size: int, batch_size: int, workers: int 
     videos, _ = discover_videos(data_root)
     dataset = FrameDataset(videos, image_size, "one", seed=0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
-                      collate_fn=collate_skipping, worker_init_fn=worker_init_fn, persistent_workers=workers > 0)
+                      collate_fn=collate_skipping, worker_init_fn=worker_init_fn)  # workers end with each iterator
 
 
 def time_training(config: dict, loader: DataLoader, warmup: int, timed: int) -> tuple[list[float], list[float]]:
@@ -76,6 +76,7 @@ def time_training(config: dict, loader: DataLoader, warmup: int, timed: int) -> 
         if step >= warmup:
             step_s.append(time.perf_counter() - start)
             wait_s.append(fetched - start)
+    del batches  # stop the workers before the frames folder goes away
     return step_s, wait_s
 
 
@@ -90,6 +91,7 @@ def time_pipeline(loader: DataLoader, batches: int) -> list[float]:
             it = iter(loader)
             batch = next(it)
         times.append(time.perf_counter() - start)
+    del it
     return times
 
 

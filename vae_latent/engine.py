@@ -64,6 +64,15 @@ def main(argv: list[str] | None = None, allow_distributed: bool = True,
     return run(config, resume=args.resume, dump_rank_state=args.dump_rank_state)
 
 
+def clip_gradients(params: list[torch.nn.Parameter], clip_value: float | None,
+                   max_norm: float | None) -> torch.Tensor:
+    """Element-wise clipping to [-clip_value, clip_value] (gradient_clip_val), then total-norm clipping to max_norm
+    (max_grad_norm); either may be None (off). Returns the total norm before the norm clipping (for logging)."""
+    if clip_value:
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+    return torch.nn.utils.clip_grad_norm_(params, max_norm or math.inf)
+
+
 def make_loader(dataset, sampler, batch_size: int, num_workers: int, seed: int, device: torch.device,
                 drop_last: bool) -> DataLoader:
     # The loader's own generator keeps its seed draws off the global torch RNG, which the reparameterisation
@@ -206,9 +215,7 @@ def run(config: dict, resume: str | None = None, dump_rank_state: str | None = N
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(losses["loss"]).backward()
                 scaler.unscale_(optimizer)
-                if clip_value:
-                    torch.nn.utils.clip_grad_value_(params, clip_value)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm or math.inf)
+                grad_norm = clip_gradients(params, clip_value, max_norm)
                 if guard.check(losses["loss"], grad_norm, step):
                     scaler.step(optimizer)
                 scaler.update()

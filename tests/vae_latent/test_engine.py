@@ -108,3 +108,36 @@ def test_unknown_cli_override_is_an_error(frames_data, config_for):
 
     with pytest.raises(ConfigError, match="exp_params.learning_rate"):
         engine.main(["--config", str(config_for(frames_data)), "--set", "exp_params.learning_rate=1"])
+
+
+def test_gradient_clip_val_and_max_grad_norm_clip_what_they_say():
+    def params_with_grads():
+        weights = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
+        weights[0].grad = torch.tensor([3.0, -0.5, 0.2])
+        weights[1].grad = torch.tensor([-4.0, 1.0])
+        return weights
+
+    params = params_with_grads()
+    norm = engine.clip_gradients(params, clip_value=1.0, max_norm=None)
+    assert torch.equal(params[0].grad, torch.tensor([1.0, -0.5, 0.2])) and torch.equal(params[1].grad,
+                                                                                     torch.tensor([-1.0, 1.0]))
+    assert norm.item() == pytest.approx((1 + 0.25 + 0.04 + 1 + 1) ** 0.5)
+    params = params_with_grads()
+    norm = engine.clip_gradients(params, clip_value=None, max_norm=0.5)
+    total = torch.cat([p.grad for p in params]).norm()
+    assert norm.item() == pytest.approx((9 + 0.25 + 0.04 + 16 + 1) ** 0.5) and total.item() == pytest.approx(0.5)
+    params = params_with_grads()
+    engine.clip_gradients(params, clip_value=None, max_norm=None)
+    assert torch.equal(params[1].grad, torch.tensor([-4.0, 1.0]))
+
+
+def test_validation_period_and_profiler_flag(frames_data, config_for, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = config_for(frames_data, data_params={"frames_per_video": "all"},
+                      trainer_params={"max_epochs": 3, "check_val_every_n_epoch": 2, "profile": True})
+    train(path)  # 15 steps: validation after epoch 2 and at the end (epoch 3); profiler records steps 5-10
+    run = tmp_path / "logs_vae/run"
+    val_steps = [e.step for e in EventAccumulator(str(run)).Reload().Scalars("val/loss")]
+    assert val_steps == [10, 15]
+    assert any((run / "profile").iterdir())
