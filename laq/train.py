@@ -197,8 +197,6 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                     save(f"step_{step:07d}.pt")
                 if stop:
                     break
-            else:
-                pass
             if not stop:
                 bad_samples.end_epoch(logger, epoch)
                 epoch, batches_done = epoch + 1, 0

@@ -23,10 +23,11 @@ def make_cfg(overrides):
 
 
 def test_short_training_beats_copy_frame_and_uses_codes(tmp_path):
-    write_dataset(tmp_path / "data", scenes=48, frames=6, image_size=32, square=10, step_px=3, actions=4)
+    # The square moves 12 px between the two frames of a pair: copying frame t is a clear baseline to beat.
+    write_dataset(tmp_path / "data", scenes=48, frames=4, image_size=32, square=12, step_px=4, actions=4)
     cfg = make_cfg([f"data.folder={tmp_path / 'data'}", "data.offsets=[3]", "data.max_samples=null",
-                    "data.batch_size=16", "data.val_split=0.25", "training.epochs=1000", "training.max_steps=120",
-                    "training.optimizer.lr=2e-3", "training.val_every_steps=1000", "logging.log_every=40"])
+                    "data.batch_size=16", "data.val_split=0.25", "training.epochs=1000", "training.max_steps=150",
+                    "training.optimizer.lr=3e-3", "training.val_every_steps=1000", "logging.log_every=40"])
     metrics = run(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["val/psnr"] == metrics["val/psnr"]
