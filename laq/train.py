@@ -86,8 +86,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
         checkpoint.set_rng_state(state["rng"][info.rank % len(state["rng"])])
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
-    # broadcast_buffers=False: the NSVQ hit counters are summed over ranks by the quantiser itself.
-    ddp_model = DDP(model, broadcast_buffers=False) if info.distributed else model
+    # No buffer sync on forward: the NSVQ hit counters are summed over ranks by the quantiser itself.
+    ddp_model = DDP(model, forward_sync_buffers=False) if info.distributed else model
     logger.info("Model %s: %.2fM parameters; %d steps (%d per epoch)", cfg.model.name,
                 sum(p.numel() for p in model.parameters()) / 1e6, total_steps, steps_per_epoch)
 

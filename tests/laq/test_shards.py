@@ -1,5 +1,5 @@
 """WebDataset shards: the writer script and the reader give back the same pairs, split across workers."""
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -16,11 +16,15 @@ from laq.synth import write_dataset
 SCRIPT = Path(__file__).resolve().parents[2] / "laq" / "scripts" / "1_make_shards.py"
 
 
-def test_write_read_round_trip(tmp_path):
+def make_shards(monkeypatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *args])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+
+
+def test_write_read_round_trip(tmp_path, monkeypatch):
     write_dataset(tmp_path / "frames", scenes=6, frames=5, image_size=32, square=6, step_px=1, actions=3)
-    subprocess.run([sys.executable, str(SCRIPT), "--src", str(tmp_path / "frames"), "--out", str(tmp_path / "shards"),
-                    "--offsets", "1", "3", "--val_split", "0.34", "--max_count", "7", "--seed", "5"], check=True,
-                   capture_output=True)
+    make_shards(monkeypatch, "--src", str(tmp_path / "frames"), "--out", str(tmp_path / "shards"),
+                "--offsets", "1", "3", "--val_split", "0.34", "--max_count", "7", "--seed", "5")
     index = read_index(tmp_path / "shards")
     scenes, _ = discover_scenes(str(tmp_path / "frames"))
     train_scenes, val_scenes = split_scenes(scenes, 0.34, 5)
@@ -46,10 +50,10 @@ def test_write_read_round_trip(tmp_path):
         assert any(torch.allclose(first, c["first"]) and torch.allclose(future, c["future"]) for c in candidates)
 
 
-def test_shuffle_buffer_changes_order_not_content(tmp_path):
+def test_shuffle_buffer_changes_order_not_content(tmp_path, monkeypatch):
     write_dataset(tmp_path / "frames", scenes=4, frames=8, image_size=16, square=4, step_px=1)
-    subprocess.run([sys.executable, str(SCRIPT), "--src", str(tmp_path / "frames"), "--out", str(tmp_path / "s"),
-                    "--offsets", "1", "--val_split", "0", "--max_count", "100"], check=True, capture_output=True)
+    make_shards(monkeypatch, "--src", str(tmp_path / "frames"), "--out", str(tmp_path / "s"),
+                "--offsets", "1", "--val_split", "0", "--max_count", "100")
     plain = [(int(s["scene"]), float(s["first"].sum())) for s in
              shard_dataset(tmp_path / "s", "train", 16, shuffle_buffer=0, seed=0, repeat=False)]
     mixed = [(int(s["scene"]), float(s["first"].sum())) for s in
