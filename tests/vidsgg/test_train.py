@@ -166,3 +166,24 @@ def test_ddp_two_processes(data, tmp_path):
     assert state["step"] == -(-n_train // 2)  # each rank takes half the videos per epoch
     assert len(state["rng"]) == 2
     assert json.loads((save / "metrics.json").read_text())["val/with/frames"] > 0
+
+
+def test_sgdet_with_a_detections_file(data, tmp_path):
+    """Detections = GT boxes slightly shifted plus one false positive per frame; SGDET trains, matches them to
+    GT and is evaluated on the detected boxes."""
+    detections = {}
+    for split in ("train", "test"):
+        dataset = train.ActionGenome(data, split, "sgdet")
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            for key, frame in zip(sample["frame_keys"], sample["gt_annotation"]):
+                boxes = [frame[0]["person_bbox"][0]] + [o["bbox"] for o in frame[1:]] + [[0, 0, 6, 6]]
+                labels = [1] + [o["class"] for o in frame[1:]] + [3]
+                detections[key] = {"boxes": torch.tensor(boxes, dtype=torch.float32) + 0.5,
+                                   "labels": torch.tensor(labels), "scores": torch.linspace(0.9, 0.3, len(labels))}
+    torch.save(detections, tmp_path / "detections.pt")
+    metrics = run(data, tmp_path / "sgdet", "-mode", "sgdet", "-detections", str(tmp_path / "detections.pt"),
+                  "-epochs", "1", "-lr", "1e-3", "-max_eval_videos", "3")
+    state = ckpt(tmp_path / "sgdet" / "checkpoint_final.tar")
+    assert state["mode"] == "sgdet" and any(k.startswith("object_classifier.") for k in state["model"])
+    assert metrics["val/with/frames"] > 0 and 0.0 <= metrics["val/no/R@100"] <= 1.0

@@ -1,0 +1,152 @@
+"""vidsgg benchmarks (CPU, fp32, 2 threads, median of ≥ 5 timed runs after warm-up).
+
+    python -m vidsgg.bench [--json OUT.json] [--quick]
+
+Rows: evaluator frame-evaluations/s (all three constraints, synthetic frames with 1–5 objects, 20-frame videos);
+STTran PredCLS training videos/s without and with the feature cache, and the speed-up of the cache. The backbone
+is the reference one (ResNet-101, frames resized to short side 600 / long side ≤ 1000) on 480×270 synthetic frames
+(Action Genome's size), 3-frame videos; the STTran is reduced in width (d = 484) so its step is CPU-sized.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TARGET_EVAL = 10_000.0
+TARGET_CACHE_SPEEDUP = 5.0
+
+
+def median_time(fn, runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def synthetic_video(rng: np.random.Generator, frames: int = 20):
+    gt, boxes, labels, im_idx, pairs = [], [], [], [], []
+    for t in range(frames):
+        person = np.array([10.0, 10.0, 50.0, 90.0])
+        frame = [{"person_bbox": person[None]}]
+        human = len(boxes)
+        boxes.append([t, *person])
+        labels.append(1)
+        for _ in range(int(rng.integers(1, 6))):
+            xy = rng.uniform(0, 100, 2)
+            box = np.array([xy[0], xy[1], xy[0] + 20, xy[1] + 20])
+            cls = int(rng.integers(2, 37))
+            frame.append({"class": cls, "bbox": box,
+                          "attention_relationship": torch.tensor([int(rng.integers(3))]),
+                          "spatial_relationship": torch.tensor(sorted(set(rng.integers(0, 6, 2).tolist()))),
+                          "contacting_relationship": torch.tensor([int(rng.integers(17))])})
+            pairs.append([human, len(boxes)])
+            im_idx.append(t)
+            boxes.append([t, *box])
+            labels.append(cls)
+        gt.append(frame)
+    n = len(pairs)
+    pred = {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
+            "scores": torch.ones(len(labels)), "im_idx": torch.tensor(im_idx), "pair_idx": torch.tensor(pairs),
+            "attention_distribution": torch.randn(n, 3), "spatial_distribution": torch.rand(n, 6),
+            "contacting_distribution": torch.rand(n, 17)}
+    return gt, pred
+
+
+def bench_evaluator(runs: int) -> dict:
+    from vidsgg.evaluation import CONSTRAINTS, SceneGraphEvaluator
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    videos = [synthetic_video(rng) for _ in range(25)]
+
+    def once():
+        evaluators = [SceneGraphEvaluator("predcls", c) for c in CONSTRAINTS]
+        for gt, pred in videos:
+            for evaluator in evaluators:
+                evaluator.evaluate_scene_graph(gt, pred)
+
+    seconds = median_time(once, runs)
+    frames = sum(len(gt) for gt, _ in videos) * len(CONSTRAINTS)
+    return {"workload": "evaluator, 3 constraints, 1-5 objects/frame", "value": frames / seconds,
+            "unit": "frame-evaluations/s", "target": TARGET_EVAL, "higher_is_better": True,
+            "note": f"{len(videos)} videos x 20 frames x 3 constraints per run"}
+
+
+def bench_training(runs: int, quick: bool) -> list[dict]:
+    from vidsgg.data.action_genome import ActionGenome
+    from vidsgg.engine import make_store, prepare_entry, video_loss
+    from vidsgg.models.build import build_model
+    from vidsgg.options import train_parser
+    from vidsgg.synth import write_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "data"
+        write_dataset(root, videos=12, width=480, height=270, seed=0, test_fraction=0.0)
+        flags = ["-data_path", str(root), "-backbone_depth", "101", "-image_size", "600", "-max_size", "1000",
+                 "-proj_dim", "128", "-embed_dim", "50", "-hidden_dim", "512", "-num_heads", "4",
+                 "-union_dim", "64", "-cache_dir", str(Path(tmp) / "cache")]
+        args = train_parser().parse_args(flags)
+        dataset = ActionGenome(root, "train")
+        samples = [dict(s, frame_keys=s["frame_keys"][:3], frame_paths=s["frame_paths"][:3],
+                        gt_annotation=s["gt_annotation"][:3]) for s in (dataset[i] for i in range(len(dataset)))][:1]
+        cached_store = make_store(args, torch.device("cpu"))
+        args.cache_dir = "none"
+        plain_store = make_store(args, torch.device("cpu"))
+        model = build_model(args, cached_store.extractor.c4, cached_store.extractor.c3)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+        def step(store):
+            def run():
+                for sample in samples:
+                    entry = prepare_entry(sample, "predcls", store, torch.device("cpu"), True)
+                    loss, _ = video_loss(model, entry, False)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            return run
+
+        uncached = len(samples) / median_time(step(plain_store), runs)
+        cached = len(samples) / median_time(step(cached_store), runs)  # warm-up fills the cache
+    frames = sum(len(s["frame_keys"]) for s in samples) / len(samples)
+    note = f"ResNet-101 @600 on 480x270 frames, {frames:.0f} frames/video, STTran d=484 1+3 layers"
+    return [
+        {"workload": "STTran PredCLS training, no feature cache", "value": uncached, "unit": "videos/s",
+         "target": None, "higher_is_better": True, "note": note},
+        {"workload": "STTran PredCLS training, feature cache", "value": cached, "unit": "videos/s",
+         "target": None, "higher_is_better": True, "note": note},
+        {"workload": "feature cache speed-up (training)", "value": cached / uncached, "unit": "x",
+         "target": TARGET_CACHE_SPEEDUP, "higher_is_better": True, "note": "cached / uncached videos/s"},
+    ]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=None, help="write the rows to this file")
+    parser.add_argument("--quick", action="store_true", help="5 timed runs instead of 7")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    runs = 5 if args.quick else 7
+    rows = [bench_evaluator(runs)] + bench_training(runs, args.quick)
+    for row in rows:
+        row["project"] = "vidsgg"
+    print(f"{'workload':<46} {'value':>12} {'unit':<22} {'target':>8}")
+    for row in rows:
+        target = "-" if row["target"] is None else f"{row['target']:g}"
+        print(f"{row['workload']:<46} {row['value']:>12.2f} {row['unit']:<22} {target:>8}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
