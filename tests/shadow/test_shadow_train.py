@@ -110,3 +110,4 @@ def test_check_model_reports_gradients_for_every_parameter(capsys):
     out = capsys.readouterr().out
     counts = re.findall(r"Parameters with gradients: (\d+)/(\d+)", out)
     assert len(counts) == 2 and all(a == b for a, b in counts)
+

@@ -12,6 +12,8 @@ import torch
 from common.data import BadSampleError, SkippedSample
 from shadow.data import (DatasetError, ShadowFolderDataset, check_shadow_range, create_dataloaders,
                          BenchmarkTarDataset)
+import shadow.train as train
+from shadow.evaluate import main as evaluate_main
 from shadow.synth import write_dataset
 
 
@@ -132,3 +134,19 @@ def test_benchmark_tar_missing_or_incomplete_is_an_error(tmp_path):
         tar.addfile(info, io.BytesIO(data))
     with pytest.raises(DatasetError, match="softness_control_000.*mask.png"):
         BenchmarkTarDataset(path, 32)
+
+
+def test_evaluate_reads_the_benchmark_tar_by_track(tmp_path):
+    data = write_dataset(tmp_path / "data", 10, image_size=32)
+    train.main(["--data_dir", str(data), "--image_size", "32", "--batch_size", "4", "--mixed_precision", "no",
+                "--num_workers", "0", "--max_iterations", "1", "--output_dir", str(tmp_path / "run")])
+    tar = write_benchmark_tar(tmp_path / "bench.tar", tracks=[
+        ("softness_control", 30, 0, 2), ("softness_control", 30, 0, 4), ("softness_control", 30, 0, 8),
+        ("horizontal_direction_control", 35, 20, 2)])
+    metrics = evaluate_main(["--checkpoint", str(tmp_path / "run" / "latest_model.pt"), "--benchmark", str(tar),
+                             "--output", str(tmp_path / "eval"), "--seeds", "3"])
+    assert {"softness_control/iou", "horizontal_direction_control/srmse_std", "all/zncc",
+            "baseline/softness_control/rmse"} <= set(metrics)
+    assert "vertical_direction_control/iou" not in metrics  # only the tracks present in the tar
+    assert metrics["softness_control/iou_std"] >= 0.0
+    assert (tmp_path / "eval" / "softness_control.png").is_file()
