@@ -4,7 +4,7 @@
 
 Workloads: a train step (forward, backward, Adam) of the spec config at 256x256, batch 16, fed by the real
 DataLoader (2 workers, JPEG frames in the SSv2 layout, resized to 256x256), which also gives the data-wait share;
-the same for the demo config at 64x64; and the data pipeline alone. One spec step takes seconds on 2 CPU cores,
+the same for the small demo config; and the data pipeline alone. One spec step takes seconds on 2 CPU cores,
 so that workload times 3 steps after 1 warm-up (not 5) to keep the whole bench under 2 minutes.
 """
 from __future__ import annotations
@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                         False, f"time blocked on next(loader) / step time over the {spec_timed} timed steps"))
         demo_loader = make_loader(data, demo["model_params"]["image_size"], demo_batch)
         steps, waits = time_training(demo, demo_loader, 3, 5 if args.quick else 10)
-        rows.append(row(f"train step, demo config ({sum(p.numel() for p in build_model(demo['model_params']).parameters()) / 1e6:.2f}M) "
-                        f"64x64, batch {demo_batch}", demo_batch / statistics.median(steps), "samples/s", None, True,
+        demo_params = sum(p.numel() for p in build_model(demo["model_params"]).parameters()) / 1e6
+        side = demo["model_params"]["image_size"]
+        rows.append(row(f"train step, demo config ({demo_params:.2f}M) {side}x{side}, batch {demo_batch}",
+                        demo_batch / statistics.median(steps), "samples/s", None, True,
                         f"median of {len(steps)} timed steps after 3 warm-up; data wait "
                         f"{100 * sum(waits) / sum(steps):.1f} % of step time"))
         pipeline = time_pipeline(loader, 6 if args.quick else 12)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(r["workload"]) for r in rows)
     print(f"{'workload':<{width}}  {'value':>10}  unit       target  note")
     for r in rows:
-        target = "-" if r["target"] is None else f"<= {r['target']}" if not r["higher_is_better"] else f">= {r['target']}"
+        target = "-" if r["target"] is None else f"{'>=' if r['higher_is_better'] else '<='} {r['target']}"
         print(f"{r['workload']:<{width}}  {r['value']:>10.3f}  {r['unit']:<9}  {target:>6}  {r['note']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

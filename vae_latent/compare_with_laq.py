@@ -166,13 +166,16 @@ def print_table(result: dict[str, float], with_lpips: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vae", required=True, help="vae_latent checkpoint (e.g. logs_vae/<name>/checkpoints/vae_final.pt)")
+    parser.add_argument("--vae", required=True,
+                        help="vae_latent checkpoint (e.g. logs_vae/<name>/checkpoints/vae_final.pt)")
     parser.add_argument("--laq", required=True, help="LAQ checkpoint (e.g. <run>/checkpoints/last.pt)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="the frame to reconstruct (and LAQ's previous frame when --next_image is given)")
+    source.add_argument("--image",
+                        help="the frame to reconstruct (and LAQ's previous frame when --next_image is given)")
     source.add_argument("--frames_dir", help="data folder: evaluate over many frame pairs")
     parser.add_argument("--next_image", help="the frame after --image; without it LAQ predicts --image from itself")
-    parser.add_argument("--offset", type=int, default=None, help="frames between a pair (default: LAQ's training offset)")
+    parser.add_argument("--offset", type=int, default=None,
+                        help="frames between a pair (default: LAQ's training offset)")
     parser.add_argument("--max_pairs", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--output", required=True, help="folder for comparison.png and metrics.json")

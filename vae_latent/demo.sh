@@ -15,6 +15,8 @@ LAQ_DIR="$(dirname "$OUT")/laq"
 LAQ_DATA="$LAQ_DIR/data"
 LAQ_CKPT="$LAQ_DIR/run/checkpoints/last.pt"
 cd "$ROOT"
+# The demo model is tiny: one intra-op thread is as fast as two and leaves a core to the data-loading worker.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 if [[ ! -d "$LAQ_DATA" || ! -f "$LAQ_CKPT" ]]; then
   echo "== LAQ demo outputs not found under $LAQ_DIR: running bash laq/demo.sh $LAQ_DIR first"

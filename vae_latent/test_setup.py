@@ -115,8 +115,9 @@ def check_model(checks: Checklist, config: dict, device: torch.device, images: t
     # Weights, gradients and two Adam moments: 16 bytes per parameter; activations scale with the batch.
     per_image = sum(activation_bytes) / images.shape[0]
     estimate = 16 * n_params + per_image * batch_size
-    detail = f"~{estimate / 2**30:.2f} GiB per process at train_batch_size={batch_size} " \
-             f"({16 * n_params / 2**30:.2f} GiB weights+grads+Adam, {per_image * batch_size / 2**30:.2f} GiB activations)"
+    detail = (f"~{estimate / 2**30:.2f} GiB per process at train_batch_size={batch_size} "
+              f"({16 * n_params / 2**30:.2f} GiB weights+grads+Adam, "
+              f"{per_image * batch_size / 2**30:.2f} GiB activations)")
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         checks.report(estimate < 0.9 * total, "memory estimate", detail + f" of {total / 2**30:.0f} GiB")
