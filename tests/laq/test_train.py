@@ -23,17 +23,18 @@ def make_cfg(overrides):
 
 
 def test_short_training_beats_copy_frame_and_uses_codes(tmp_path):
-    # The square moves 12 px between the two frames of a pair: copying frame t is a clear baseline to beat.
-    write_dataset(tmp_path / "data", scenes=48, frames=4, image_size=32, square=12, step_px=4, actions=4)
+    # Four squares (one per code position's quadrant) move 6 px between the two frames of a pair in one of 4
+    # directions: copying frame t is a clear baseline to beat, and the codes can only help if they carry it.
+    write_dataset(tmp_path / "data", scenes=64, frames=4, image_size=32, square=6, step_px=2, actions=4, grid=2)
     cfg = make_cfg([f"data.folder={tmp_path / 'data'}", "data.offsets=[3]", "data.max_samples=null",
                     "data.batch_size=16", "data.val_split=0.25", "training.epochs=1000", "training.max_steps=150",
                     "training.optimizer.lr=3e-3", "training.val_every_steps=1000", "logging.log_every=40"])
     metrics = run(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["val/psnr"] == metrics["val/psnr"]
-    assert saved["val/psnr"] > saved["val/copy_psnr"] + 1.0
+    assert saved["val/psnr"] > saved["val/copy_psnr"] + 0.5
     assert saved["val/unique_codes"] >= 5  # of 8
-    assert saved["val/action_nmi"] > saved["val/action_nmi_random"]
+    assert saved["val/action_nmi"] > saved["val/action_nmi_random"] + 0.1
     for key in ("val/mse", "val/psnr", "val/copy_psnr", "val/unique_codes", "val/perplexity", "val/action_nmi"):
         assert key in saved
     model = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
