@@ -128,7 +128,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     stop = step >= total_steps
     with PreemptionHandler() as preemption, torch_profiler:
         while not stop:
-            if hasattr(data.train, "set_epoch"):
+            if not data.iterable:
                 data.train.set_epoch(epoch)  # scene level: a new pair per scene each epoch
             if train_sampler is not None:
                 train_sampler.set_epoch(epoch)
