@@ -87,21 +87,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=None, help="write the rows to this file")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workloads", nargs="+", choices=["train256", "train512", "render"],
+                        default=["train256", "train512", "render"], help="which rows to measure")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     runs = 5
     rows = []
     for image_size in (256, 512):
+        if f"train{image_size}" not in args.workloads:
+            continue
         result = _in_process(_train_step_worker, image_size, 1, runs)
         where = "GPU" if result["device"] == "cuda" else "CPU fp32, 2 threads"
         rows.append({"project": "shadow", "workload": f"unet train step {image_size}px batch 1 ({where})",
                      "value": 1.0 / result["seconds"], "unit": "it/s", "target": None, "higher_is_better": True,
                      "note": f"median of {runs}; peak memory {result['peak_mb']:.0f} MB "
                              f"({'max allocated' if result['device'] == 'cuda' else 'process max RSS'})"})
-    render = _in_process(_render_worker, 4 if args.quick else 8, runs)
-    rows.append({"project": "shadow", "workload": "renderer 256x256, 32 light samples", "value": render["rate"],
-                 "unit": "samples/s", "target": RENDER_TARGET, "higher_is_better": True,
-                 "note": f"median of {runs} runs; shadow mapping + analytic ray casting, numpy/OpenCV, 1 process"})
+    if "render" in args.workloads:
+        render = _in_process(_render_worker, 4 if args.quick else 8, runs)
+        rows.append({"project": "shadow", "workload": "renderer 256x256, 32 light samples", "value": render["rate"],
+                     "unit": "samples/s", "target": RENDER_TARGET, "higher_is_better": True,
+                     "note": f"median of {runs} runs; shadow mapping + analytic ray casting, numpy/OpenCV, 1 process"})
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
     print(f"{'workload':<52} {'value':>10}  unit        target  note")

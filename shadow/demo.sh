@@ -8,6 +8,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python
 mkdir -p "$OUT"
+# The 32 px model's convolutions are too small to gain from a second thread, and on a busy machine OpenMP threads
+# that wait for each other make a step many times slower: one thread is the safe choice here.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 "$PY" -m shadow.synth --out "$OUT/data" --num 400 --image_size 32 --theta_range 30 45 --size_range 2 4 --workers 2
 "$PY" "$ROOT/shadow/train.py" --data_dir "$OUT/data" --image_size 32 --batch_size 8 --mixed_precision no \
