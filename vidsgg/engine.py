@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from common import dist
 from common.data import BadSampleError
 from vidsgg.data.entries import build_entry
 from vidsgg.evaluation import CONSTRAINTS, SceneGraphEvaluator
@@ -53,7 +54,8 @@ def prepare_entry(sample: dict, mode: str, store: FeatureStore, device: torch.de
 def video_loss(model: torch.nn.Module, entry: dict, bce: bool) -> tuple[torch.Tensor, dict]:
     """Summed loss of one video and its named parts (detached floats for logging)."""
     pred = model(entry)
-    losses = relation_losses(pred, entry, bce)
+    bare = dist.unwrap(model)
+    losses = bare.compute_losses(pred, entry, bce) if hasattr(bare, "compute_losses") else relation_losses(pred, entry, bce)
     return sum(losses.values()), {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -93,3 +95,25 @@ def evaluate(model: torch.nn.Module, dataset, store: FeatureStore, mode: str, de
         for key, value in evaluator.summary().items():
             results[f"{constraint}/{key}"] = value
     return results
+
+
+@torch.no_grad()
+def memory_pass(model: torch.nn.Module, dataset, store: FeatureStore, mode: str, device: torch.device,
+                rank: int = 0, world_size: int = 1, detections: dict | None = None) -> None:
+    """TEMPURA: rebuild the predicate prototypes from this epoch's relation embeddings (each rank its share of
+    the training videos, summed over ranks)."""
+    was_training = model.training
+    model.eval()
+    dim = model.memory.shape[1]
+    sums, weights = torch.zeros(model.memory.shape[0], dim, device=device), torch.zeros(model.memory.shape[0], device=device)
+    for index in range(rank, len(dataset), world_size):
+        try:
+            entry = prepare_entry(dataset[index], mode, store, device, training=True, detections=detections)
+        except BadSampleError:
+            continue
+        if entry["has_gt"].any():
+            model.accumulate_memory(model(entry), entry, sums, weights)
+    dist.all_reduce_sum_(sums)
+    dist.all_reduce_sum_(weights)
+    model.set_memory(sums, weights)
+    model.train(was_training)

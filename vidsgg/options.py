@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-MODELS = ("sttran",)
+MODELS = ("sttran", "tempura")
+# Flags that belong to one model: given with another -model they are an error (default None = not given).
+MODEL_FLAGS = {"tempura": ("num_mixtures", "mem_feat_lambda", "mem_feat_selection", "mem_fusion",
+                           "rel_mem_weight_type", "tracking", "obj_con_loss", "lambda_con", "uncertainty_threshold",
+                           "gmm_regularization", "temporal_window", "rel_loss_weighting")}
+TRACKING_FLAGS = ("obj_con_loss", "lambda_con", "temporal_window")
 MODES = ("predcls", "sgcls", "sgdet")
 
 
@@ -58,6 +63,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-use_amp", type=str2bool, default=False, help="bf16 autocast")
     add("-strict_data", type=str2bool, default=False, help="raise on an unreadable frame instead of skipping the video")
     add("-max_eval_videos", type=int, default=0, help="evaluate on at most this many test videos (0 = all)")
+    tempura = parser.add_argument_group("TEMPURA (-model tempura only)")
+    add = tempura.add_argument
+    add("-num_mixtures", type=int, default=None, help="Gaussian components per relation head (default 4)")
+    add("-mem_feat_lambda", type=float, default=None, help="weight of the memory feature, manual selection (0.5)")
+    add("-mem_feat_selection", choices=("manual", "automated"), default=None, help="fixed λ or a learned gate")
+    add("-mem_fusion", choices=("early", "late"), default=None, help="memory mixed before / after the transformer")
+    add("-rel_mem_weight_type", choices=("simple", "al", "ep", "both"), default=None,
+        help="prototype weights: none, 1/(1+aleatoric), 1/(1+epistemic), both")
+    add("-tracking", type=str2bool, default=None, help="object tracking transformer + consistency loss")
+    add("-obj_con_loss", choices=("euc_con", "info_nce"), default=None, help="consistency loss (needs -tracking)")
+    add("-lambda_con", type=float, default=None, help="weight of the consistency loss (1.0)")
+    add("-uncertainty_threshold", type=float, default=None,
+        help="pairs with mean aleatoric uncertainty above this are left out of the memory (0 = off)")
+    add("-gmm_regularization", type=float, default=None, help="weight of the mean mixture variance in the loss (0)")
+    add("-temporal_window", type=int, default=None, help="frames a tracked object attends to, |Δt| < window (4)")
+    add("-rel_loss_weighting", choices=("none", "al", "ep"), default=None,
+        help="weight each pair's relation loss by 1/(1+aleatoric|epistemic uncertainty)")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -111,6 +133,14 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
     if (3 * args.proj_dim + 2 * args.embed_dim) % args.num_heads:
         parser.error(f"-num_heads {args.num_heads} must divide the pair width 3·proj_dim + 2·embed_dim "
                      f"= {3 * args.proj_dim + 2 * args.embed_dim}")
+    for model, flags in MODEL_FLAGS.items():
+        given = [f"-{f}" for f in flags if getattr(args, f) is not None]
+        if given and args.model != model:
+            parser.error(f"{', '.join(given)} only apply to -model {model} (got -model {args.model})")
+    if args.model == "tempura" and not args.tracking:
+        given = [f"-{f}" for f in TRACKING_FLAGS if getattr(args, f) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} need -tracking True")
     if args.mode == "sgdet" and not args.detections:
         parser.error("-mode sgdet needs -detections FILE (write one with vidsgg/train_detector.py)")
     return args

@@ -32,7 +32,7 @@ from common.sched import build_scheduler
 from common.seed import seed_everything, set_deterministic
 from vidsgg import checkpointing
 from vidsgg.data.action_genome import ActionGenome, collate_videos
-from vidsgg.engine import evaluate, load_detections, make_store, prepare_entry, video_loss
+from vidsgg.engine import evaluate, load_detections, make_store, memory_pass, prepare_entry, video_loss
 from vidsgg.models.build import build_model, word_table
 from vidsgg.options import train_parser, validate
 
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info("Epoch %d/%d - Loss: %.4f - LR: %.3g - Time: %.0fs", epoch + 1, args.epochs, epoch_loss,
                         optimizer.param_groups[0]["lr"], time.time() - epoch_start)
             metrics.update({"train/loss": epoch_loss, "epoch": epoch + 1})
+            if hasattr(model, "set_memory"):  # TEMPURA: prototypes from this epoch's embeddings
+                memory_pass(model, train_set, store, args.mode, device, info.rank, info.world_size, detections)
 
             if (epoch + 1) % args.eval_freq == 0 or epoch + 1 == args.epochs:
                 results = None

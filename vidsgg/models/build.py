@@ -9,6 +9,8 @@ import torch
 from vidsgg.data.classes import default_class_lists
 from vidsgg.features.word_vectors import load_glove, parse_word_vectors
 from vidsgg.models.sttran import STTran, STTranConfig
+from vidsgg.models.tempura import TEMPURA, TempuraConfig
+from vidsgg.options import MODEL_FLAGS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ def build_model(args: argparse.Namespace, feature_dim: int, union_channels: int,
                 words: torch.Tensor | None = None) -> torch.nn.Module:
     if args.model == "sttran":
         return STTran(sttran_config(args, feature_dim, union_channels), words)
+    if args.model == "tempura":
+        base = vars(sttran_config(args, feature_dim, union_channels))
+        given = {f: getattr(args, f) for f in MODEL_FLAGS["tempura"] if getattr(args, f) is not None}
+        return TEMPURA(TempuraConfig(**base, **given), words)
     raise ValueError(f"Unknown -model {args.model!r}")
 
 
@@ -43,6 +49,8 @@ def model_from_checkpoint(state: dict) -> torch.nn.Module:
     name, config = state["model_name"], state["model_config"]
     if name == "sttran":
         model = STTran(STTranConfig(**config))
+    elif name == "tempura":
+        model = TEMPURA(TempuraConfig(**config))
     else:
         raise ValueError(f"Checkpoint holds an unknown model {name!r}")
     model.load_state_dict(state["model"])

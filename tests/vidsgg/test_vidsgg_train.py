@@ -14,18 +14,15 @@ from vidsgg import test as test_script
 from vidsgg import train
 from vidsgg.models.build import build_model, word_table
 from vidsgg.options import train_parser
-from vidsgg.synth import write_dataset
 
 TINY = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
         "-hidden_dim", "32", "-temporal_layer", "1", "-num_heads", "4", "-union_dim", "16",
         "-bn_momentum", "0.1"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ag_train")
-    write_dataset(root, videos=30, width=64, height=48, seed=7)
-    return root
+@pytest.fixture
+def data(train_data):
+    return train_data
 
 
 def run(data, save, *flags, cache=None):
