@@ -3,7 +3,6 @@ lookups -> convex upsampling. The model config keys and their defaults are MODEL
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 

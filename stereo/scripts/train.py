@@ -176,7 +176,8 @@ def main(argv=None) -> dict:
             sampler.start_at(batches_done * args.batch_size_forward)  # mid-epoch resume: skip what was seen
             for batch in loader:
                 batches_done += 1
-                if bad_samples.update(batch) and batch.get("empty"):
+                bad_samples.update(batch)
+                if batch is None or batch.get("empty"):  # every sample of this batch was unreadable
                     continue
                 batch = {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 last_micro = (micro + 1) % accumulation == 0

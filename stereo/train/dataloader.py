@@ -17,7 +17,6 @@ A file that cannot be read becomes a SkippedSample (or raises in strict mode), p
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import cv2
