@@ -104,8 +104,11 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
         plain_store = make_store(args, torch.device("cpu"))
         model = build_model(args, cached_store.extractor.c4, cached_store.extractor.c3)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        args.model, args.num_mixtures = "tempura", 4
+        tempura = build_model(args, cached_store.extractor.c4, cached_store.extractor.c3)
+        tempura_optimizer = torch.optim.AdamW(tempura.parameters(), lr=1e-5)
 
-        def step(store):
+        def step(store, model=model, optimizer=optimizer):
             def run():
                 for sample in samples:
                     entry = prepare_entry(sample, "predcls", store, torch.device("cpu"), True)
@@ -117,6 +120,7 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
 
         uncached = len(samples) / median_time(step(plain_store), runs)
         cached = len(samples) / median_time(step(cached_store), runs)  # warm-up fills the cache
+        cached_tempura = len(samples) / median_time(step(cached_store, tempura, tempura_optimizer), runs)
     frames = sum(len(s["frame_keys"]) for s in samples) / len(samples)
     note = f"ResNet-101 @600 on 480x270 frames, {frames:.0f} frames/video, STTran d=484 1+3 layers"
     return [
@@ -126,7 +130,24 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
          "target": None, "higher_is_better": True, "note": note},
         {"workload": "feature cache speed-up (training)", "value": cached / uncached, "unit": "x",
          "target": TARGET_CACHE_SPEEDUP, "higher_is_better": True, "note": "cached / uncached videos/s"},
+        {"workload": "TEMPURA PredCLS training, feature cache", "value": cached_tempura, "unit": "videos/s",
+         "target": None, "higher_is_better": True, "note": note + ", K=4"},
     ]
+
+
+def parameter_rows() -> list[dict]:
+    """Paper-size parameter counts (meta device, backbone excluded)."""
+    from vidsgg import summary
+    import contextlib
+    import io
+    rows = []
+    for model in ("sttran", "tempura"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            total = summary.main(["-model", model, "-mode", "predcls"])
+        rows.append({"workload": f"{model} parameters (paper size, PredCLS)", "value": float(total),
+                     "unit": "parameters", "target": None, "higher_is_better": False,
+                     "note": "python -m vidsgg.summary; frozen backbone excluded"})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -136,13 +157,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     runs = 5 if args.quick else 7
-    rows = [bench_evaluator(runs)] + bench_training(runs, args.quick)
+    rows = [bench_evaluator(runs)] + bench_training(runs, args.quick) + parameter_rows()
     for row in rows:
         row["project"] = "vidsgg"
     print(f"{'workload':<46} {'value':>12} {'unit':<22} {'target':>8}")
     for row in rows:
         target = "-" if row["target"] is None else f"{row['target']:g}"
-        print(f"{row['workload']:<46} {row['value']:>12.2f} {row['unit']:<22} {target:>8}")
+        print(f"{row['workload']:<46} {row['value']:>12.6g} {row['unit']:<22} {target:>8}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return rows

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,7 +177,7 @@ def test_sgdet_with_a_detections_file(data, tmp_path):
             for key, frame in zip(sample["frame_keys"], sample["gt_annotation"]):
                 boxes = [frame[0]["person_bbox"][0]] + [o["bbox"] for o in frame[1:]] + [[0, 0, 6, 6]]
                 labels = [1] + [o["class"] for o in frame[1:]] + [3]
-                detections[key] = {"boxes": torch.tensor(boxes, dtype=torch.float32) + 0.5,
+                detections[key] = {"boxes": torch.tensor(np.array(boxes), dtype=torch.float32) + 0.5,
                                    "labels": torch.tensor(labels), "scores": torch.linspace(0.9, 0.3, len(labels))}
     torch.save(detections, tmp_path / "detections.pt")
     metrics = run(data, tmp_path / "sgdet", "-mode", "sgdet", "-detections", str(tmp_path / "detections.pt"),
