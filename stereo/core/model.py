@@ -123,18 +123,19 @@ class StereoModel(nn.Module):
                                    self.cfg["corr_radius"], self.cfg["correlation_implementation"])
 
         def iteration(disp_in: torch.Tensor, *hidden_in: torch.Tensor):
-            new_hidden, mask, delta = self.update(list(hidden_in), context, lookup(disp_in), disp_in)
-            return (disp_in + delta, mask, *new_hidden)
+            new_hidden, delta = self.update(list(hidden_in), context, lookup(disp_in), disp_in)
+            return (disp_in + delta, *new_hidden)
 
         predictions = []
         for index in range(iters):
             disp = disp.detach()  # each iteration learns its own residual (RAFT): no gradient through the chain
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 # The GRU activations of all iterations dominate training memory; recompute them in backward.
-                disp, mask, *hidden = checkpoint(iteration, disp, *hidden, use_reentrant=False)
+                disp, *hidden = checkpoint(iteration, disp, *hidden, use_reentrant=False)
             else:
-                disp, mask, *hidden = iteration(disp, *hidden)
-            if return_all or index == iters - 1:
+                disp, *hidden = iteration(disp, *hidden)
+            if return_all or index == iters - 1:  # the mask is only needed where a prediction is upsampled
+                mask = self.update.upsample_mask(hidden[0])
                 predictions.append(padder.unpad(convex_upsample(disp.float(), mask.float(), 4)))
         if not predictions:  # iters == 0: the initial estimate is the answer
             predictions.append(outputs["init_disparity"])

@@ -52,8 +52,9 @@ def resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 class UpdateBlock(nn.Module):
     """One refinement iteration. hidden_dims = (h_1/4, h_1/8, h_1/16); n_gru_layers of them are used
-    (1: only 1/4; 2: 1/4 and 1/8; 3: all). Returns new hidden states, the upsampling mask (B, 9·16, h, w)
-    and the disparity update (B, 1, h, w) in 1/4-res pixels."""
+    (1: only 1/4; 2: 1/4 and 1/8; 3: all). forward returns the new hidden states and the disparity update
+    (B, 1, h, w) in 1/4-res pixels; `upsample_mask(hidden[0])` gives the convex-upsampling logits
+    (B, 9·16, h, w), computed only for the iterations whose prediction is upsampled."""
 
     def __init__(self, corr_channels: int, hidden_dims: tuple[int, int, int], n_gru_layers: int = 3,
                  motion_dim: int = 128, factor: int = 4):
@@ -70,7 +71,7 @@ class UpdateBlock(nn.Module):
                                        nn.Conv2d(128, 9 * factor * factor, 1))
 
     def forward(self, hidden: list[torch.Tensor], context: list[tuple], corr: torch.Tensor,
-                disp: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+                disp: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         hidden = list(hidden)
         # Coarse to fine: each level sees its finer neighbour pooled and its coarser neighbour upsampled.
         if self.n_gru_layers > 2:
@@ -81,5 +82,8 @@ class UpdateBlock(nn.Module):
         motion = self.encoder(corr, disp)
         coarser = [resize_to(hidden[1], hidden[0])] if self.n_gru_layers > 1 else []
         hidden[0] = self.gru04(hidden[0], context[0], motion, *coarser)
+        return hidden, self.disp_head(hidden[0])
+
+    def upsample_mask(self, hidden_quarter: torch.Tensor) -> torch.Tensor:
         # The 0.25 keeps the initial mask logits small, so early training upsamples almost bilinearly.
-        return hidden, 0.25 * self.mask_head(hidden[0]), self.disp_head(hidden[0])
+        return 0.25 * self.mask_head(hidden_quarter)
