@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from common import amp, checkpoint, dist
-from common.data import BadSampleCounter, BadSampleError
+from common.data import BadSampleCounter, BadSampleError, SkippedSample
 from common.guard import NonFiniteGuard
 from common.log import Writer, setup_logger, write_metrics
 from common.preempt import PreemptionHandler
@@ -139,10 +139,11 @@ def main(argv: list[str] | None = None) -> dict:
                         last_good = prepare_entry(sample, args.mode, store, device, True, detections)
                         entries.append((last_good, 1.0))
                     except BadSampleError as exc:
-                        if args.strict_data or last_good is None:
+                        if args.strict_data:
                             raise
-                        bad_samples.update({"skipped": [type("S", (), {"path": sample["video"]})()]})
+                        bad_samples.update({"skipped": [SkippedSample(sample["video"], str(exc))]})
                         logger.warning("Skipping video %s: %s", sample["video"], exc)
+                        last_good = last_good or first_good_entry(train_set, args.mode, store, device, detections)
                         entries.append((last_good, 0.0))
                 weight_sum = max(1.0, sum(w for _, w in entries))
                 sync = ddp_model.no_sync() if info.distributed and not boundary else _null()
@@ -227,6 +228,16 @@ def main(argv: list[str] | None = None) -> dict:
     writer.close()
     dist.cleanup()
     return metrics
+
+
+def first_good_entry(dataset, mode, store, device, detections) -> dict:
+    """A stand-in for a bad video when no good one was seen yet in this run (weight 0, keeps DDP in step)."""
+    for index in range(len(dataset)):
+        try:
+            return prepare_entry(dataset[index], mode, store, device, True, detections)
+        except BadSampleError:
+            continue
+    raise BadSampleError(f"No readable video in the training set of {dataset.root}")
 
 
 class _null:

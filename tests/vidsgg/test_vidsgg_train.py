@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from common.data import BadSampleError
 from common.seed import seed_everything
+from vidsgg.synth import write_dataset
 from vidsgg import test as test_script
 from vidsgg import train
 from vidsgg.models.build import build_model, word_table
@@ -185,3 +187,16 @@ def test_sgdet_with_a_detections_file(data, tmp_path):
     state = ckpt(tmp_path / "sgdet" / "checkpoint_final.tar")
     assert state["mode"] == "sgdet" and any(k.startswith("object_classifier.") for k in state["model"])
     assert metrics["val/with/frames"] > 0 and 0.0 <= metrics["val/no/R@100"] <= 1.0
+
+
+def test_unreadable_frame_skips_the_video_or_raises_in_strict_mode(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, videos=6, width=64, height=48, seed=7)
+    sample = train.ActionGenome(root, "train")[0]
+    Path(sample["frame_paths"][1]).write_bytes(b"not a png")
+    metrics = run(root, tmp_path / "run", "-epochs", "1", "-eval_freq", "9", cache=tmp_path / "cache")
+    log = (tmp_path / "run" / "logfile.txt").read_text()
+    assert f"Skipping video {sample['video']}" in log and "skipped 1 bad samples" in log
+    assert metrics["step"] == len(train.ActionGenome(root, "train"))
+    with pytest.raises(BadSampleError, match=sample["frame_keys"][1].split("/")[1]):
+        run(root, tmp_path / "strict", "-epochs", "1", "-strict_data", "True", cache=tmp_path / "cache2")
