@@ -3,7 +3,7 @@
     python -m shadow.bench [--json OUT.json] [--quick]
 
 Each workload runs in its own process (so the peak resident memory reported is that workload's), with
-torch.set_num_threads(2), fp32 on CPU (or the GPU when there is one), one warm-up and the median of >= 5 timed
+torch.set_num_threads(2) (--threads), fp32 on CPU (or the GPU when there is one), one warm-up and the median of >= 5 timed
 runs. --quick renders 4 instead of 8 samples per timed renderer run.
 """
 from __future__ import annotations
@@ -21,11 +21,11 @@ import torch
 RENDER_TARGET = 4.0  # samples/s at 256², 32 light samples (issue 9)
 
 
-def _train_step_worker(image_size: int, batch_size: int, runs: int, queue) -> None:
+def _train_step_worker(image_size: int, batch_size: int, runs: int, threads: int, queue) -> None:
     from shadow.flow import training_loss
     from shadow.models import build_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = build_model("unet", image_size).to(device)
@@ -87,17 +87,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=None, help="write the rows to this file")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the training-step workers")
     parser.add_argument("--workloads", nargs="+", choices=["train256", "train512", "render"],
                         default=["train256", "train512", "render"], help="which rows to measure")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     runs = 5
     rows = []
     for image_size in (256, 512):
         if f"train{image_size}" not in args.workloads:
             continue
-        result = _in_process(_train_step_worker, image_size, 1, runs)
-        where = "GPU" if result["device"] == "cuda" else "CPU fp32, 2 threads"
+        result = _in_process(_train_step_worker, image_size, 1, runs, args.threads)
+        where = "GPU" if result["device"] == "cuda" else f"CPU fp32, {args.threads} threads"
         rows.append({"project": "shadow", "workload": f"unet train step {image_size}px batch 1 ({where})",
                      "value": 1.0 / result["seconds"], "unit": "it/s", "target": None, "higher_is_better": True,
                      "note": f"median of {runs}; peak memory {result['peak_mb']:.0f} MB "
