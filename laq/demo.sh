@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -n "${PYTHON:-}" ]]; then PY="${PYTHON}"
 elif [[ -x "${ROOT}/.venv/bin/python" ]]; then PY="${ROOT}/.venv/bin/python"
 else PY=python; fi
-STEPS="${LAQ_DEMO_STEPS:-200}"
+STEPS="${LAQ_DEMO_STEPS:-150}"
 mkdir -p "${OUT}"
 
 # 64 px frames, one 12 px square per quadrant (one per code position); all move 5 px per frame in one of 4
