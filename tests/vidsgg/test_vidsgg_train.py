@@ -200,3 +200,20 @@ def test_unreadable_frame_skips_the_video_or_raises_in_strict_mode(tmp_path):
     assert metrics["step"] == len(train.ActionGenome(root, "train"))
     with pytest.raises(BadSampleError, match=sample["frame_keys"][1].split("/")[1]):
         run(root, tmp_path / "strict", "-epochs", "1", "-strict_data", "True", cache=tmp_path / "cache2")
+
+
+def test_train_detector_writes_detections_for_sgdet(tmp_path):
+    from vidsgg import train_detector
+    root = tmp_path / "data"
+    write_dataset(root, videos=5, width=64, height=48, seed=2)
+    path = train_detector.main(["-data_path", str(root), "-save_path", str(tmp_path / "det"), "-backbone_depth", "18",
+                                "-min_size", "48", "-max_size", "64", "-epochs", "1", "-batch_size", "8",
+                                "-rpn_proposals", "30", "-max_detections", "8", "-score_threshold", "0.0"])
+    detections = torch.load(path, weights_only=True)
+    keys = {k for split in ("train", "test") for v in train.ActionGenome(root, split, "sgdet").videos
+            for k in v["frame_keys"]}
+    assert set(detections) == keys
+    one = next(iter(detections.values()))
+    assert one["boxes"].shape[1] == 4 and len(one["labels"]) == len(one["scores"]) <= 8
+    state = ckpt(tmp_path / "det" / "detector.tar")
+    assert any(k.startswith("backbone.body.layer3") for k in state["model"])
