@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         offset = args.offset if args.offset is not None else laq_offset
         pairs = frame_pairs(args.frames_dir, offset, args.max_pairs)
         print(f"{len(pairs)} frame pairs from {args.frames_dir}, offset {offset}")
+    if vae.image_size != laq.cfg.image_size:
+        print(f"Note: the VAE works at {vae.image_size}px and LAQ at {laq.cfg.image_size}px; each is scored against "
+              "the target resized to its own resolution.")
     lpips = make_lpips(device)
     outputs = []
     for i in range(0, len(pairs), args.batch_size):
