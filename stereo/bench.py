@@ -10,12 +10,14 @@ takes tens of seconds on 2 cores, and the whole benchmark must stay under ~2 min
 reg rows.
 
 Peak memory = the largest resident-set size (RSS, /proc/self/statm, sampled every 2 ms by a thread) during the
-timed runs minus the RSS just before them. tracemalloc would miss torch's allocations, and ru_maxrss is a
-lifetime maximum that cannot be reset between workloads.
+warm-up and timed runs minus the RSS just before them, after glibc `malloc_trim(0)` has returned the previous
+workload's freed memory to the OS. tracemalloc would miss torch's allocations, and ru_maxrss is a lifetime
+maximum that cannot be reset between workloads.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -82,10 +84,11 @@ def time_workload(model, height: int, width: int, train: bool, runs: int, warmup
             with torch.no_grad():
                 model(left, right, iters=8)
 
-    for _ in range(warmup):
-        once()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     times = []
     with PeakRSS() as memory:
+        for _ in range(warmup):
+            once()
         for _ in range(runs):
             start = time.perf_counter()
             once()
