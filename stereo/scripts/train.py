@@ -160,10 +160,13 @@ def main(argv=None) -> dict:
         writer.scalars(results, step)
         return results
 
+    def train_mode() -> None:
+        model.train()
+        if config["train"]["freeze_bn"]:  # BatchNorm uses (and keeps) its running statistics, as RAFT-Stereo
+            model.apply(lambda m: m.eval() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) else None)
+
     # ---------------------------------------------------------------- loop
-    model.train()
-    if config["train"]["freeze_bn"]:
-        model.apply(lambda m: m.eval() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) else None)
+    train_mode()
     accumulation = args.gradient_accumulation_steps
     loss_sum, terms_sum, logged = 0.0, {}, 0
     stop = step >= args.num_iterations
@@ -227,6 +230,7 @@ def main(argv=None) -> dict:
                     save_png(os.path.join(args.workspace, "vis", f"{step:08d}.png"), grid)
                 if val_sets and config["train"]["val_every"] and step % config["train"]["val_every"] == 0:
                     logger.info("validation at step %d: %s", step, run_validation())
+                    train_mode()
                 stop = preemption.stop_requested() or step >= args.num_iterations
                 if step % args.save_every == 0 or stop:
                     save()
