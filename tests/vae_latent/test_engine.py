@@ -20,8 +20,8 @@ def train(config_path, *overrides, resume=None):
 
 
 def test_exponential_lr_steps_once_per_epoch_not_per_step(frames_data, config_for, tmp_path):
-    # 20 training frames, batch 4: 5 optimizer steps per epoch, 3 epochs.
-    path = config_for(frames_data, data_params={"frames_per_video": "all"},
+    # 20 training frames, batch 4: 5 optimizer steps per epoch, 3 epochs (loaded by one worker process).
+    path = config_for(frames_data, data_params={"frames_per_video": "all", "num_workers": 1},
                       exp_params={"LR": 0.01, "scheduler_gamma": 0.5}, trainer_params={"max_epochs": 3})
     metrics = train(path)
     state = checkpoint.load(tmp_path / "logs_vae/run/checkpoints/step_00000015.pt")
