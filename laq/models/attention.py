@@ -50,7 +50,7 @@ class PEG(nn.Module):
     The parameters are those of `nn.Conv3d(dim, dim, 3, groups=dim)` (state-dict compatible), but the conv is
     computed as one depthwise 3x3 Conv2d per time tap: CPU depthwise Conv3d backward is several times slower,
     and with causal padding and T <= 2 most time taps only ever see the zero padding, so they are skipped.
-    Same numbers up to float summation order (tests/laq/test_models.py compares with F.conv3d).
+    Same numbers up to float summation order (tests/laq/test_laq_models.py compares with F.conv3d).
     """
 
     def __init__(self, dim: int, causal: bool = True):
