@@ -1,4 +1,4 @@
-"""Two-rank check used by test_nsvq_ddp.py: every rank sees different data and a different RNG stream, the
+"""Two-rank check used by test_laq_nsvq_ddp.py: every rank sees different data and a different RNG stream, the
 quantiser replaces dead codes at every step, and at the end every rank must hold the same weights and codebook.
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/laq/ddp_nsvq_check.py OUT_DIR
