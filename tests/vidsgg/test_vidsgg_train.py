@@ -103,6 +103,8 @@ def test_clip_grad_and_bce_loss_change_the_step(data, tmp_path):
     run(data, tmp_path / "a", *common, "-clip_grad", "0")
     run(data, tmp_path / "b", *common, "-clip_grad", "1e-9")
     run(data, tmp_path / "c", *common, "-clip_grad", "0", "-bce_loss", "True")
+    run(data, tmp_path / "amp", *common, "-clip_grad", "0", "-use_amp", "True")
+    run(data, tmp_path / "seed", *common, "-clip_grad", "0", "-seed", "5")
     seed_everything(0)  # train.py seeds, then builds the model: the same initial weights
     start = build_model(train_parser().parse_args(TINY), 512, 256).state_dict()
     key = "attention_head.weight"
@@ -114,6 +116,11 @@ def test_clip_grad_and_bce_loss_change_the_step(data, tmp_path):
     c_weights = ckpt(tmp_path / "c" / "checkpoint_final.tar")["model"]
     assert torch.equal(a_weights[key], c_weights[key])  # attention CE is the same under both losses
     assert not torch.equal(a_weights["spatial_head.weight"], c_weights["spatial_head.weight"])
+    # bf16 autocast changes the numbers of the same step; another seed another initialisation.
+    amp_weights = ckpt(tmp_path / "amp" / "checkpoint_final.tar")["model"]
+    assert not torch.equal(a_weights[key], amp_weights[key]) and torch.isfinite(amp_weights[key]).all()
+    assert torch.allclose(a_weights[key], amp_weights[key], atol=0.05)
+    assert not torch.equal(a_weights[key], ckpt(tmp_path / "seed" / "checkpoint_final.tar")["model"][key])
 
 
 def test_training_beats_random_weights_and_test_script(data, tmp_path):
