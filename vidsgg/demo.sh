@@ -9,10 +9,10 @@ mkdir -p "$OUT"
 TINY=(-backbone_depth 18 -image_size 40 -max_size 56 -proj_dim 16 -embed_dim 8 -hidden_dim 32 -temporal_layer 1
       -num_heads 4 -union_dim 16 -bn_momentum 0.1 -cache_dir "$OUT/feature_cache")
 
-"$PY" -m vidsgg.synth --out "$OUT/data" --videos 32 --width 64 --height 48 --seed 7
+"$PY" -m vidsgg.synth --out "$OUT/data" --videos 40 --width 64 --height 48 --seed 7
 # The first epoch fills the feature cache; the other epochs read it and skip the backbone.
 "$PY" "$ROOT/vidsgg/train.py" -mode predcls -model sttran -data_path "$OUT/data" -save_path "$OUT/sttran_predcls" \
-    "${TINY[@]}" -epochs 8 -lr 3e-3 -scheduler cosine -eval_freq 4 -seed 1
+    "${TINY[@]}" -epochs 10 -lr 3e-3 -scheduler cosine -eval_freq 5 -seed 1
 "$PY" "$ROOT/vidsgg/test.py" -mode predcls -data_path "$OUT/data" "${TINY[@]}" \
     -model_path "$OUT/sttran_predcls/checkpoint_best.tar" -output "$OUT/test_trained"
 "$PY" "$ROOT/vidsgg/test.py" -mode predcls -data_path "$OUT/data" "${TINY[@]}" -random_init True -seed 1 \
