@@ -37,7 +37,7 @@ def train_rate(model_cfg: dict, batch: int, warmup: int, runs: int) -> tuple[flo
     torch.manual_seed(0)
     model = LatentActionQuantization(LAQConfig(**model_cfg))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.99))
-    size = model_cfg["image_size"]
+    size = model.cfg.image_size
     first, future = torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size)
     times, cpu_times = [], []
     for i in range(warmup + runs):
@@ -86,7 +86,7 @@ def main() -> None:
         rows.append({"project": "laq", "workload": workload, "value": round(float(value), 3), "unit": unit,
                      "target": target, "higher_is_better": higher, "note": note})
         shown = "-" if target is None else f"{target:g}"
-        print(f"{workload:<68} {value:>10.2f} {unit:<10} target {shown}", flush=True)
+        print(f"{workload:<68} {value:>10.2f} {unit:<10} target {shown:<6} {note}", flush=True)
 
     tiny_rate, tiny_step, tiny_cpu = train_rate(TINY, 16, warmup=2, runs=runs)
     row("train laq_tiny-like (64px p8 d128 4x32 2+2 K8 L4 q32), batch 16", tiny_rate, "samples/s", 90.0,
