@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from conftest import make_config
-from test_train import SMALL_MODEL
+from tests.stereo.conftest import make_config
+from tests.stereo.test_train import SMALL_MODEL
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from stereo import summary, synth
 from stereo.scripts import demo, evaluate, train
 from stereo.train.dataloader import read_pfm, read_disparity
 
-from conftest import TINY_CONFIG, make_config
+from tests.stereo.conftest import TINY_CONFIG, make_config
 
 STEPS = 60
 

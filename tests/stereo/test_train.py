@@ -12,7 +12,7 @@ from stereo.scripts import train
 from stereo.train.config import load_config
 from stereo.train.utils import str2bool
 
-from conftest import make_config
+from tests.stereo.conftest import make_config
 
 SMALL_MODEL = {"hidden_dims": [16, 16, 16], "feature_channels": [8, 8, 16, 16, 16], "feature_dim": 16,
                "volume_dim": 4, "motion_dim": 16}
