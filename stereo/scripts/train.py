@@ -180,7 +180,9 @@ def main(argv=None) -> dict:
             for batch in loader:
                 batches_done += 1
                 bad_samples.update(batch)
-                if batch is None or batch.get("empty"):  # every sample of this batch was unreadable
+                # Every sample of a batch was unreadable: all ranks drop this step together (a rank that skipped
+                # alone would leave the others waiting in the gradient all-reduce).
+                if dist.any_rank(batch is None or bool(batch.get("empty"))):
                     continue
                 batch = {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 last_micro = (micro + 1) % accumulation == 0
