@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -18,5 +17,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.T
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> torch.Tensor:
     """SSIM per image (Gaussian window 11, sigma 1.5, as Wang et al. 2004), (B, C, H, W) -> (B,)."""
+    # Imported here: torchmetrics pulls in torchvision, seconds of start-up that scripts without SSIM skip.
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(pred.float(), target.float(), data_range=data_range,
                                                reduction="none")
