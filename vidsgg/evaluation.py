@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vidsgg.data.classes import NUM_ATTENTION, NUM_CONTACTING, NUM_PREDICATES, NUM_SPATIAL
+from vidsgg.data.classes import NUM_ATTENTION, NUM_PREDICATES, NUM_SPATIAL
 
 KS = (10, 20, 50, 100)
 CONSTRAINTS = ("with", "semi", "no")

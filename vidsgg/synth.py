@@ -36,7 +36,7 @@ COLOURS = {"cup/glass/bottle": (255, 80, 0), "chair": (0, 160, 0), "bag": (200, 
 
 def relations(person: np.ndarray, box: np.ndarray, cls: str) -> tuple[list[str], list[str], list[str]]:
     """Attention, spatial and contacting names for an object box (xyxy) next to the person box (xyxy)."""
-    pw, ph = person[2] - person[0], person[3] - person[1]
+    ph = person[3] - person[1]
     pcx, pcy = (person[0] + person[2]) / 2, (person[1] + person[3]) / 2
     ocx, ocy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     inter_w = max(0.0, min(person[2], box[2]) - max(person[0], box[0]))
@@ -60,7 +60,6 @@ def relations(person: np.ndarray, box: np.ndarray, cls: str) -> tuple[list[str],
     if not spatial:
         spatial.append("behind")
     contacting = [CONTACT_BY_CLASS[cls]] if covered > 0.3 else ["not_contacting"]
-    del pw
     return [attention], spatial, contacting
 
 
