@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from common import dist
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -108,6 +110,16 @@ def collate_skipping(samples: list):
     if isinstance(batch, dict):
         batch["skipped"] = skipped
     return batch
+
+
+def empty_on_any_rank(batch) -> bool:
+    """True when this rank's batch holds no usable sample (all skipped) or another rank's does not.
+
+    Training loops drop such a step on every rank together: a rank that skipped alone would leave the others
+    waiting in DDP's gradient all-reduce.
+    """
+    empty_here = batch is None or (isinstance(batch, dict) and bool(batch.get("empty")))
+    return dist.any_rank(empty_here)
 
 
 class BadSampleCounter:

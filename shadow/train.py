@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from common import checkpoint, dist
 from common.amp import autocast, grad_scaler, parse_precision
-from common.data import BadSampleCounter
+from common.data import BadSampleCounter, empty_on_any_rank
 from common.guard import NonFiniteGuard
 from common.log import Writer, setup_logger, write_metrics
 from common.preempt import PreemptionHandler
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
             for batch in train_loader:
                 batches_done += 1
                 bad_samples.update(batch)
-                if batch is None or batch.get("empty"):
+                if empty_on_any_rank(batch):  # all samples unreadable: every rank drops this step together
                     continue
                 batch = to_device(batch, info.device)
                 micro += 1

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from common import amp, checkpoint, dist
 from common.config import save as save_config
-from common.data import BadSampleCounter, collate_skipping
+from common.data import BadSampleCounter, collate_skipping, empty_on_any_rank
 from common.ema import make_ema
 from common.guard import NonFiniteGuard
 from common.log import Writer, setup_logger, write_metrics
@@ -180,9 +180,7 @@ def main(argv=None) -> dict:
             for batch in loader:
                 batches_done += 1
                 bad_samples.update(batch)
-                # Every sample of a batch was unreadable: all ranks drop this step together (a rank that skipped
-                # alone would leave the others waiting in the gradient all-reduce).
-                if dist.any_rank(batch is None or bool(batch.get("empty"))):
+                if empty_on_any_rank(batch):  # all samples unreadable: every rank drops this step together
                     continue
                 batch = {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 last_micro = (micro + 1) % accumulation == 0

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from common.data import (BadSampleCounter, BadSampleError, BadSamplePolicy, SkippedSample, collate_skipping,
-                         frame_number, image_to_tensor, read_image, sorted_frames)
+                         empty_on_any_rank, frame_number, image_to_tensor, read_image, sorted_frames)
 
 
 def write_jpg(path, value=128, size=(8, 12)):
@@ -88,3 +88,8 @@ def test_all_bad_batch_collates_to_an_empty_marker():
     batch = collate_skipping([SkippedSample("a", "x"), SkippedSample("b", "y")])
     assert batch["empty"] is True and len(batch["skipped"]) == 2
     assert collate_skipping([]) is None
+
+
+def test_empty_batch_detection_single_process():
+    assert empty_on_any_rank(None) and empty_on_any_rank({"empty": True, "skipped": []})
+    assert not empty_on_any_rank({"image": torch.zeros(1)})
