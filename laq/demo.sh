@@ -11,6 +11,9 @@ if [[ -n "${PYTHON:-}" ]]; then PY="${PYTHON}"
 elif [[ -x "${ROOT}/.venv/bin/python" ]]; then PY="${ROOT}/.venv/bin/python"
 else PY=python; fi
 STEPS="${LAQ_DEMO_STEPS:-150}"
+# One thread: laq_tiny's ops are small, and with two OpenMP threads on a busy machine a descheduled partner
+# thread stalls every op (measured 10x slower under load); on two idle cores one thread loses little.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "${OUT}"
 
 # 64 px frames, one 12 px square per quadrant (one per code position); all move 5 px per frame in one of 4
