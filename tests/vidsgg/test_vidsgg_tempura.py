@@ -8,8 +8,8 @@ from vidsgg import train
 from vidsgg.models.build import build_model
 from vidsgg.options import train_parser, validate
 
-from test_vidsgg_models import tiny_entry
-from test_vidsgg_train import TINY, ckpt, run
+from tests.vidsgg.test_vidsgg_models import tiny_entry
+from tests.vidsgg.test_vidsgg_train import TINY, ckpt, run
 
 
 def tempura(*flags, mode="predcls"):
