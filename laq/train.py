@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from common import amp, checkpoint, dist
-from common.data import BadSampleCounter
+from common.data import BadSampleCounter, empty_on_any_rank
 from common.guard import NonFiniteGuard
 from common.log import Writer, setup_logger, write_metrics
 from common.metrics import psnr
@@ -145,8 +145,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                     break
                 batches_done += 1
                 skipped = bad_samples.update(batch)
-                if batch is None or batch.get("empty"):
-                    continue  # every sample of this batch was bad (counted above)
+                if empty_on_any_rank(batch):
+                    continue  # every sample was bad here or on another rank (counted above): all ranks skip
                 first, future = batch["first"].to(info.device), batch["future"].to(info.device)
                 with timer.section("forward_backward"):
                     with autocast():
