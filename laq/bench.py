@@ -54,6 +54,48 @@ def train_rate(model_cfg: dict, batch: int, warmup: int, runs: int) -> tuple[flo
     return batch / step, step, statistics.median(cpu_times)
 
 
+# Dense bf16 peak of the GPUs this bench is expected on (TFLOP/s, tensor cores, no sparsity).
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}
+LAPA_TRAIN_TFLOP_PER_SAMPLE = 0.21  # forward + backward of laq_lapa, spec §5 (3 x 70.7 GFLOP)
+
+
+def gpu_mfu(batches=(64, 32, 16, 8), runs: int = 5) -> tuple[float, float, int, str] | None:
+    """On CUDA: (model FLOPs utilisation, samples/s, batch, GPU name) of laq_lapa training in bf16 autocast at the
+    largest batch of `batches` that fits; None without a GPU or for a GPU whose peak is not in the table."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    peak = next((tf for key, tf in BF16_PEAK_TFLOPS.items() if key in name), None)
+    if peak is None:
+        return None
+    device = torch.device("cuda")
+    for batch in batches:
+        try:
+            torch.manual_seed(0)
+            model = LatentActionQuantization(LAQConfig()).to(device)
+            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+            first, future = (torch.rand(batch, 3, 256, 256, device=device) for _ in range(2))
+            times = []
+            for i in range(2 + runs):
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = model(first, future)["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                torch.cuda.synchronize()
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+        except torch.OutOfMemoryError:
+            model = optimizer = first = future = None  # free what was allocated before trying a smaller batch
+            torch.cuda.empty_cache()
+            continue
+        rate = batch / statistics.median(times)
+        return rate * LAPA_TRAIN_TFLOP_PER_SAMPLE / peak, rate, batch, name
+    return None
+
+
 def pipeline_rate(root: Path, workers: int, batch: int, batches: int, runs: int) -> float:
     """Median pairs/s of a DataLoader reading and decoding 64 px JPEG pairs (pair-level dataset)."""
     scenes, _ = discover_scenes(str(root))
@@ -88,12 +130,23 @@ def main() -> None:
         shown = "-" if target is None else f"{target:g}"
         print(f"{workload:<68} {value:>10.2f} {unit:<10} target {shown:<6} {note}", flush=True)
 
+    # Why the two train rows miss their targets (written into the row when they do): the profile (README,
+    # "Benchmarks") shows dense matmuls ~1/3 and element-wise LayerNorm/GEGLU/residual/Adam ops ~1/4 of CPU
+    # time; PEG (per-tap depthwise conv) and the position-bias MLP (distinct offsets, once per forward) are
+    # already rewritten exactly. What is left is arithmetic the architecture needs at these tiny widths.
+    why = "MISSES: matmuls ~1/3, element-wise ops ~1/4 of CPU time after the PEG/position-bias rewrites; see laq/README.md"
+
+    def verdict(rate, target):
+        return f"; {why} (by {100 * (1 - rate / target):.0f} %)" if rate < target else ""
+
     tiny_rate, tiny_step, tiny_cpu = train_rate(TINY, 16, warmup=2, runs=runs)
     row("train laq_tiny-like (64px p8 d128 4x32 2+2 K8 L4 q32), batch 16", tiny_rate, "samples/s", 90.0,
-        f"fwd+bwd+Adam, {tiny_step * 1000:.0f} ms/step wall, {tiny_cpu * 1000:.0f} ms CPU (all threads), fp32")
+        f"fwd+bwd+Adam, {tiny_step * 1000:.0f} ms/step wall, {tiny_cpu * 1000:.0f} ms CPU (all threads), fp32"
+        + verdict(tiny_rate, 90.0))
     mid_rate, mid_step, mid_cpu = train_rate(MID, 8, warmup=1, runs=runs)
     row("train 128px p16 d256 8x32 4+4, batch 8", mid_rate, "samples/s", 18.0,
-        f"fwd+bwd+Adam, {mid_step * 1000:.0f} ms/step wall, {mid_cpu * 1000:.0f} ms CPU (all threads)")
+        f"fwd+bwd+Adam, {mid_step * 1000:.0f} ms/step wall, {mid_cpu * 1000:.0f} ms CPU (all threads)"
+        + verdict(mid_rate, 18.0))
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(tmp, scenes=64, frames=16, image_size=64, step_px=2, square=12)
         for workers in (0, 2):
@@ -107,6 +160,13 @@ def main() -> None:
         lapa_rate, lapa_step, _ = train_rate({}, batch, warmup=1, runs=lapa_runs)
         row(f"train laq_lapa (256px, 343.8M params), batch {batch}", lapa_rate, "samples/s", None,
             f"{lapa_step:.1f} s/step, median of {lapa_runs} after 1 warm-up (CPU; the paper trains on GPUs)")
+    mfu = gpu_mfu()
+    if mfu is not None:
+        utilisation, rate, batch, name = mfu
+        rows.append({"project": "laq", "workload": f"train laq_lapa bf16, batch {batch} (largest that fits)",
+                     "value": round(100 * utilisation, 1), "unit": "% MFU", "target": 40.0, "higher_is_better": True,
+                     "note": f"{rate:.0f} samples/s x 0.21 TFLOP/sample", "device": f"GPU: {name}"})
+        print(f"GPU {name}: laq_lapa bf16 batch {batch}: {rate:.0f} samples/s, MFU {100 * utilisation:.1f} %")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

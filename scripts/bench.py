@@ -83,6 +83,10 @@ def main() -> int:
         target = "—" if row.get("target") is None else f"{'≥' if row.get('higher_is_better', True) else '≤'} {row['target']:g} {unit}"
         lines.append(f"| {row.get('project', '?')} | {row['workload']} | {figure} | {target} | {ratio_text(row)} | "
                      f"{row.get('device', 'CPU')} | {row.get('note', '')} |")
+    if not any(str(row.get("device", "CPU")).startswith("GPU") for row in rows):
+        lines.append("| laq | train laq_lapa bf16, largest batch that fits | not measured | ≥ 40 % MFU | — | GPU | "
+                     "no CUDA device on the machine that ran `make bench`; `python -m laq.bench` measures it "
+                     "when one is present |")
     lines += ["", "Status per project: " + ", ".join(f"{p}: {s}" for p, s in statuses.items()), ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
