@@ -93,8 +93,7 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor:
     """Mean of `value` over all ranks (a copy; the input is not modified). Works without a process group."""
     tensor = value.detach().clone() if torch.is_tensor(value) else torch.tensor(float(value))
     if is_initialized():
-        if torch_dist.get_backend() == "nccl" and tensor.device.type != "cuda":
-            tensor = tensor.cuda()
+        tensor = tensor.to(_collective_device())  # nccl reduces CUDA tensors only
         torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
         tensor /= torch_dist.get_world_size()
     return tensor
