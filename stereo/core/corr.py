@@ -21,20 +21,26 @@ def _taps(radius: int, device: torch.device) -> torch.Tensor:
     return torch.arange(-radius, radius + 1, device=device, dtype=torch.float32).view(1, -1, 1, 1)
 
 
+def _linear_taps(positions: torch.Tensor, length: int):
+    """The two taps of linear interpolation at fractional `positions` along an axis of `length` samples:
+    yields (index clamped to [0, length-1], weight) twice; the weight is 0 where the tap falls outside."""
+    base = positions.floor()
+    frac = positions - base
+    base = base.long()
+    for offset, weight in ((0, 1.0 - frac), (1, frac)):
+        index = base + offset
+        inside = (index >= 0) & (index < length)
+        yield index.clamp(0, length - 1), weight * inside
+
+
 def sample_along(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Linear interpolation of values (B, C, L, h, w) along L at positions (B, K, h, w) -> (B, C, K, h, w);
     positions outside [0, L-1] read zeros (as grid_sample's zero padding)."""
     batch, channels, length, height, width = values.shape
-    base = positions.floor()
-    frac = positions - base
-    base = base.long()
-    out = None
-    for offset, weight in ((0, 1.0 - frac), (1, frac)):
-        index = base + offset
-        inside = (index >= 0) & (index < length)
-        index = index.clamp(0, length - 1).unsqueeze(1).expand(batch, channels, -1, height, width)
-        term = values.gather(2, index) * (weight * inside).unsqueeze(1)
-        out = term if out is None else out + term
+    out = 0
+    for index, weight in _linear_taps(positions, length):
+        index = index.unsqueeze(1).expand(batch, channels, -1, height, width)
+        out = out + values.gather(2, index) * weight.unsqueeze(1)
     return out
 
 
@@ -42,20 +48,13 @@ def correlate_at(left: torch.Tensor, right: torch.Tensor, positions: torch.Tenso
     """Σ_c left(y, x) · right(y, p) with p = positions (B, K, h, w) interpolated along the right's x;
     left (B, C, h, w), right (B, C, h, W_r) -> (B, K, h, w). Zero outside the right image."""
     batch, channels, height, width = left.shape
-    length = right.shape[-1]
     taps = positions.shape[1]
-    base = positions.floor()
-    frac = positions - base
-    base = base.long()
-    out = None
-    for offset, weight in ((0, 1.0 - frac), (1, frac)):
-        index = base + offset
-        inside = (index >= 0) & (index < length)
-        index = index.clamp(0, length - 1).permute(0, 2, 1, 3).reshape(batch, 1, height, taps * width)
+    out = 0
+    for index, weight in _linear_taps(positions, right.shape[-1]):
+        index = index.permute(0, 2, 1, 3).reshape(batch, 1, height, taps * width)
         sampled = right.gather(3, index.expand(batch, channels, height, taps * width))
         corr = (sampled.view(batch, channels, height, taps, width) * left.unsqueeze(3)).sum(dim=1)
-        term = corr.permute(0, 2, 1, 3) * weight * inside
-        out = term if out is None else out + term
+        out = out + corr.permute(0, 2, 1, 3) * weight
     return out
 
 
