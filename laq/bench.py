@@ -9,7 +9,6 @@ batch, data-pipeline pairs/s from 64 px JPEG frames per worker count, and the pi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from common.bench import write_rows
 from common.data import collate_skipping
 from laq.data.datasets import PairDataset
 from laq.data.scenes import discover_scenes
@@ -168,7 +168,7 @@ def main() -> None:
                      "note": f"{rate:.0f} samples/s x 0.21 TFLOP/sample", "device": f"GPU: {name}"})
         print(f"GPU {name}: laq_lapa bf16 batch {batch}: {rate:.0f} samples/s, MFU {100 * utilisation:.1f} %")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -18,18 +17,10 @@ from pathlib import Path
 
 import torch
 
+from common.bench import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTS = ["laq", "vae_latent", "shadow", "stereo", "vidsgg"]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_bench(project: str, timeout_s: int, quick: bool) -> tuple[list[dict], str]:
@@ -83,7 +74,7 @@ def main() -> int:
         target = "—" if row.get("target") is None else f"{'≥' if row.get('higher_is_better', True) else '≤'} {row['target']:g} {unit}"
         lines.append(f"| {row.get('project', '?')} | {row['workload']} | {figure} | {target} | {ratio_text(row)} | "
                      f"{row.get('device', 'CPU')} | {row.get('note', '')} |")
-    if not any(str(row.get("device", "CPU")).startswith("GPU") for row in rows):
+    if "laq" in args.only and not any(str(row.get("device", "CPU")).startswith("GPU") for row in rows):
         lines.append("| laq | train laq_lapa bf16, largest batch that fits | not measured | ≥ 40 % MFU | — | GPU | "
                      "no CUDA device on the machine that ran `make bench`; `python -m laq.bench` measures it "
                      "when one is present |")

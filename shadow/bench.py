@@ -10,14 +10,14 @@ step 3 times instead of 5 and renders 4 instead of 8 samples per timed renderer 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import platform
 import resource
 import statistics
 import time
 
 import torch
+
+from common.bench import machine_description, write_rows
 
 RENDER_TARGET = 4.0  # samples/s at 256², 32 light samples (issue 9)
 
@@ -111,14 +111,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "unit": "samples/s", "target": RENDER_TARGET, "higher_is_better": True,
                      "note": f"median of {runs} runs; shadow mapping + analytic ray casting, numpy/OpenCV, 1 process"})
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
+    print(f"machine: {machine_description()}")
     print(f"{'workload':<52} {'value':>10}  unit        target  note")
     for row in rows:
         target = "-" if row["target"] is None else f"{row['target']:g}"
         print(f"{row['workload']:<52} {row['value']:>10.3f}  {row['unit']:<10} {target:>6}  {row['note']}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+        write_rows(args.json, rows)
     return rows
 
 

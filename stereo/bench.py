@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
-import platform
 import statistics
 import threading
 import time
 
 import torch
 
+from common.bench import machine_description, write_rows
 from stereo.core.model import build_model
 from stereo.train.config import load_config
+
 
 CONFIG = os.path.join(os.path.dirname(__file__), "configs", "train", "stereo_v1.json")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -117,12 +117,9 @@ def main(argv=None) -> list[dict]:
                      "value": round(seconds, 3), "unit": "s/pair", "target": target, "higher_is_better": False,
                      "note": f"peak RSS +{peak:.0f} MiB; {runs_note}; fp32, 2 threads, cnn stereo_v1"})
         print(f"{rows[-1]['workload']:<58} {seconds:8.3f} s   peak +{peak:7.0f} MiB   {runs_note}", flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+    print(f"machine: {machine_description()}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+        write_rows(args.json, rows)
     return rows
 
 

@@ -10,7 +10,6 @@ so that workload times 3 steps after 1 warm-up (not 5) to keep the whole bench u
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from common.bench import write_rows
 from common.data import collate_skipping
 from common.seed import worker_init_fn
 from vae_latent.dataset_sthv2 import FrameDataset, discover_videos
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         target = "-" if r["target"] is None else f"{'>=' if r['higher_is_better'] else '<='} {r['target']}"
         print(f"{r['workload']:<{width}}  {r['value']:>10.3f}  {r['unit']:<9}  {target:>6}  {r['note']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_rows(args.json, rows)
     return 0
 
 

@@ -10,7 +10,6 @@ is the reference one (ResNet-101, frames resized to short side 600 / long side â
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from common.bench import write_rows
 
 TARGET_EVAL = 10_000.0
 TARGET_CACHE_SPEEDUP = 5.0
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         target = "-" if row["target"] is None else f"{row['target']:g}"
         print(f"{row['workload']:<46} {row['value']:>12.6g} {row['unit']:<22} {target:>8}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_rows(args.json, rows)
     return rows
 
 
