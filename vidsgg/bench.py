@@ -91,7 +91,7 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
     from vidsgg.data.action_genome import ActionGenome
     from vidsgg.engine import make_store, prepare_entry, video_loss
     from vidsgg.models.build import build_model
-    from vidsgg.options import train_parser
+    from vidsgg.options import parse_train_args
     from vidsgg.synth import write_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +100,7 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
         flags = ["-data_path", str(root), "-backbone_depth", "101", "-image_size", "600", "-max_size", "1000",
                  "-proj_dim", "128", "-embed_dim", "50", "-hidden_dim", "512", "-num_heads", "4",
                  "-union_dim", "64", "-cache_dir", str(Path(tmp) / "cache")]
-        args = train_parser().parse_args(flags)
+        args = parse_train_args(flags)
         dataset = ActionGenome(root, "train")
         samples = [dict(s, frame_keys=s["frame_keys"][:3], frame_paths=s["frame_paths"][:3],
                         gt_annotation=s["gt_annotation"][:3]) for s in (dataset[i] for i in range(len(dataset)))][:1]

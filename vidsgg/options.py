@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import argparse
 
-MODELS = ("sttran", "tempura")
+MODELS = ("sttran", "tempura", "stket", "scenellm")
 # Flags that belong to one model: given with another -model they are an error (default None = not given).
-MODEL_FLAGS = {"tempura": ("num_mixtures", "mem_feat_lambda", "mem_feat_selection", "mem_fusion",
-                           "rel_mem_weight_type", "tracking", "obj_con_loss", "lambda_con", "uncertainty_threshold",
-                           "gmm_regularization", "temporal_window", "rel_loss_weighting")}
+MODEL_FLAGS = {
+    "tempura": ("num_mixtures", "mem_feat_lambda", "mem_feat_selection", "mem_fusion", "rel_mem_weight_type",
+                "tracking", "obj_con_loss", "lambda_con", "uncertainty_threshold", "gmm_regularization",
+                "temporal_window", "rel_loss_weighting", "obj_loss_weighting", "rel_head", "obj_head",
+                "rel_mem_compute", "obj_mem_compute"),
+    "stket": ("enc_layer_num", "dec_layer_num", "N_layer", "window_size", "pred_contact_threshold",
+              "use_spatial_prior", "spatial_prior_loss", "use_temporal_prior", "temporal_prior_loss", "prior_path"),
+    "scenellm": ("latent_dim", "codebook_size", "commitment_cost", "llm_name", "lora_r", "lora_alpha",
+                 "lora_dropout", "ot_step", "vqvae_epochs", "stage1_iterations", "stage2_iterations", "alpha_obj",
+                 "alpha_rel", "scenellm_stage", "llm_lr", "freeze_llm_epochs"),
+}
 TRACKING_FLAGS = ("obj_con_loss", "lambda_con", "temporal_window")
 MODES = ("predcls", "sgcls", "sgdet")
+EASG_MODES = ("easgcls", "sgcls", "edgecls")  # -dataset easg: verb + objects + edges / objects + edges / edges
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -34,17 +43,19 @@ def str2bool(value: str) -> bool:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("-mode", choices=MODES, default="predcls", help="predcls (GT boxes+labels), sgcls (GT boxes), sgdet")
+    add("-mode", choices=sorted(set(MODES + EASG_MODES)), default="predcls",
+        help="Action Genome: predcls (GT boxes+labels), sgcls (GT boxes), sgdet; EASG: easgcls, sgcls, edgecls")
     add("-model", choices=MODELS, default="sttran")
     add("-data_path", default="data/action_genome", help="Action Genome root (annotations/, frames/)")
     add("-datasize", choices=("mini", "small", "large"), default="large",
         help="mini: first 80,000 frames; small: first 200 videos by name; large: everything")
-    add("-dataset", choices=("action_genome",), default="action_genome")
+    add("-dataset", type=str.lower, choices=("action_genome", "easg"), default="action_genome",
+        help="easg: Egocentric Action Scene Graphs (verbs and edges; -model sttran, modes easgcls|sgcls|edgecls)")
     add("-seed", type=int, default=0)
     add("-device", default=None, help="cuda or cpu (default: cuda when available)")
     add("-distributed", type=str2bool, default=False, help="True when launched by torchrun with several processes")
-    add("-spatial_layer", type=int, default=1, help="spatial encoder layers")
-    add("-temporal_layer", type=int, default=3, help="temporal decoder layers")
+    add("-spatial_layer", type=int, default=None, help="spatial encoder layers (1; STKET: -enc_layer_num)")
+    add("-temporal_layer", type=int, default=None, help="temporal decoder layers (3; STKET: -dec_layer_num)")
     add("-hidden_dim", type=int, default=2048, help="transformer feed-forward width")
     add("-proj_dim", type=int, default=512, help="width of the subject/object/union projections (pair = 3·proj + 2·embed)")
     add("-embed_dim", type=int, default=200, help="class-name embedding width (GloVe-6B: 200)")
@@ -65,7 +76,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-max_eval_videos", type=int, default=0, help="evaluate on at most this many test videos (0 = all)")
     tempura = parser.add_argument_group("TEMPURA (-model tempura only)")
     add = tempura.add_argument
-    add("-num_mixtures", type=int, default=None, help="Gaussian components per relation head (default 4)")
+    add("-num_mixtures", "-K", type=int, default=None, help="Gaussian components per GMM head (default 4)")
     add("-mem_feat_lambda", type=float, default=None, help="weight of the memory feature, manual selection (0.5)")
     add("-mem_feat_selection", choices=("manual", "automated"), default=None, help="fixed λ or a learned gate")
     add("-mem_fusion", choices=("early", "late"), default=None, help="memory mixed before / after the transformer")
@@ -80,6 +91,49 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-temporal_window", type=int, default=None, help="frames a tracked object attends to, |Δt| < window (4)")
     add("-rel_loss_weighting", choices=("none", "al", "ep"), default=None,
         help="weight each pair's relation loss by 1/(1+aleatoric|epistemic uncertainty)")
+    add("-obj_loss_weighting", choices=("none", "al", "ep"), default=None,
+        help="weight each object's classification loss by 1/(1+uncertainty) (needs -obj_head gmm)")
+    add("-rel_head", choices=("gmm", "linear"), default=None, help="relation heads: mixture of Gaussians (gmm)")
+    add("-obj_head", choices=("linear", "gmm"), default=None, help="object classifier head (sgcls/sgdet; linear)")
+    add("-rel_mem_compute", choices=("joint", "seperate", "separate"), default=None,
+        help="one memory over the 26 predicates (joint) or one per category, attended separately")
+    add("-obj_mem_compute", type=str2bool, nargs="?", const=True, default=None,
+        help="object-class prototypes attended by the object features (sgcls/sgdet)")
+    stket = parser.add_argument_group("STKET (-model stket only)")
+    add = stket.add_argument
+    add("-enc_layer_num", type=int, default=None, help="spatial encoder layers (2)")
+    add("-dec_layer_num", type=int, default=None, help="temporal decoder layers (2)")
+    add("-N_layer", type=int, default=None, help="ensemble decoder layers (1)")
+    add("-window_size", type=int, default=None, help="frames the ensemble decoder spans (4)")
+    add("-pred_contact_threshold", type=float, default=None,
+        help="previous-frame contacting predictions at or above this select the temporal prior (0.8; test 1.0)")
+    for name, what in (("use_spatial_prior", "add the spatial prior to queries and keys"),
+                       ("spatial_prior_loss", "loss of the spatial-prior-only heads"),
+                       ("use_temporal_prior", "add the temporal prior to queries and keys"),
+                       ("temporal_prior_loss", "loss of the temporal-prior-only heads")):
+        add(f"-{name}", type=str2bool, nargs="?", const=True, default=None, help=what + " (off)")
+    add("-prior_path", default=None, help="TrainPrior.json (default <data_path>/TrainPrior.json; computed "
+        "from the training annotations when missing)")
+    scenellm = parser.add_argument_group("SceneLLM (-model scenellm only)")
+    add = scenellm.add_argument
+    add("-scenellm_stage", "-scenellm_training_stage", choices=("vqvae", "stage1", "stage2"), default=None,
+        help="vqvae: the VQ-VAE alone; stage1: scene tokens + predictor (LLM frozen); stage2: + LoRA (vqvae)")
+    add("-latent_dim", type=int, default=None, help="VQ-VAE latent / scene-token width (m3sgg's -embed_dim; 512)")
+    add("-codebook_size", type=int, default=None, help="VQ-VAE codebook entries (512)")
+    add("-commitment_cost", type=float, default=None, help="VQ-VAE commitment weight (0.25)")
+    add("-llm_name", default=None, help="local folder with a causal LM (transformers format); default: a small "
+        "randomly initialised causal LM built from a config")
+    add("-lora_r", type=int, default=None, help="LoRA rank (16)")
+    add("-lora_alpha", type=float, default=None, help="LoRA alpha (32)")
+    add("-lora_dropout", type=float, default=None, help="LoRA dropout (0.05)")
+    add("-ot_step", type=int, default=None, help="optimal-transport codebook update every N training steps (512)")
+    add("-vqvae_epochs", type=int, default=None, help="epochs of -scenellm_stage vqvae (5; replaces -epochs)")
+    add("-stage1_iterations", type=int, default=None, help="optimizer steps of stage1 (0 = -epochs decides)")
+    add("-stage2_iterations", type=int, default=None, help="optimizer steps of stage2 (0 = -epochs decides)")
+    add("-alpha_obj", type=float, default=None, help="weight of the object loss (1.0)")
+    add("-alpha_rel", type=float, default=None, help="weight of the relation losses (1.0)")
+    add("-llm_lr", type=float, default=None, help="learning rate of the LoRA adapters in stage2 (2e-5)")
+    add("-freeze_llm_epochs", type=int, default=None, help="stage2: LoRA adapters frozen for the first N epochs (0)")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -88,7 +142,7 @@ def train_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("-lr", type=float, default=1e-5)
     add("-batch_size", type=int, default=1, help="videos per step (per process)")
-    add("-epochs", type=int, default=10)
+    add("-epochs", type=int, default=None, help="epochs (10; SceneLLM's vqvae stage: -vqvae_epochs)")
     add("-save_path", default=None, help="run folder (default output/<dataset>/<model>_<mode>_<timestamp>)")
     add("-weight_decay", type=float, default=0.01, help="AdamW weight decay")
     add("-clip_grad", type=float, default=5.0, help="max gradient norm (0 = no clipping)")
@@ -104,8 +158,14 @@ def train_parser() -> argparse.ArgumentParser:
              "loads its compatible weights only (progressive training, e.g. predcls -> sgcls)")
     add("-early_stopping_patience", type=int, default=0, help="stop after N evaluations without improvement (0 = off)")
     add("-early_stopping_min_delta", type=float, default=0.0, help="improvement of val R@20 (fraction) that counts")
-    add("-bce_loss", type=str2bool, default=False, help="BCE instead of multi-label margin for spatial/contacting")
+    add("-bce_loss", type=str2bool, nargs="?", const=True, default=False,
+        help="BCE instead of multi-label margin for spatial/contacting")
     add("-num_workers", type=int, default=0)
+    add("-curriculum", choices=("none", "easy_to_hard"), default="none",
+        help="easy_to_hard: train on the easiest videos first (fewest relations per frame), widening the set at "
+             "each -curriculum_epochs boundary")
+    add("-curriculum_epochs", default=None,
+        help="comma-separated epoch boundaries of the curriculum, e.g. 2,4 (default: thirds of -epochs)")
     add("-profile", type=str2bool, default=False, help="torch.profiler trace into <run>/profile")
     add("-deterministic", type=str2bool, default=False, help="deterministic kernels (bitwise-exact resume)")
     return parser
@@ -122,17 +182,7 @@ def test_parser() -> argparse.ArgumentParser:
 
 
 def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Cross-flag checks (errors name the flags)."""
-    positive = ["spatial_layer", "temporal_layer", "hidden_dim", "proj_dim", "embed_dim", "num_heads", "window",
-                "union_dim"]
-    positive += [k for k in ("batch_size", "epochs", "save_freq", "eval_freq", "accumulate_grad_batches")
-                 if hasattr(args, k)]
-    for name in positive:
-        if getattr(args, name) < 1:
-            parser.error(f"-{name} must be ≥ 1, got {getattr(args, name)}")
-    if (3 * args.proj_dim + 2 * args.embed_dim) % args.num_heads:
-        parser.error(f"-num_heads {args.num_heads} must divide the pair width 3·proj_dim + 2·embed_dim "
-                     f"= {3 * args.proj_dim + 2 * args.embed_dim}")
+    """Cross-flag checks (errors name the flags) and the defaults that depend on other flags."""
     for model, flags in MODEL_FLAGS.items():
         given = [f"-{f}" for f in flags if getattr(args, f) is not None]
         if given and args.model != model:
@@ -141,6 +191,83 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
         given = [f"-{f}" for f in TRACKING_FLAGS if getattr(args, f) is not None]
         if given:
             parser.error(f"{', '.join(given)} need -tracking True")
+    if args.model == "tempura" and args.obj_loss_weighting not in (None, "none") and args.obj_head != "gmm":
+        parser.error("-obj_loss_weighting needs -obj_head gmm (the linear head has no uncertainty)")
+    if args.model == "tempura" and args.mode == "predcls" and (args.obj_head or args.obj_mem_compute):
+        parser.error("-obj_head / -obj_mem_compute apply to sgcls and sgdet (predcls uses the GT labels)")
+    if args.model == "stket":
+        given = [f"-{f}" for f in ("spatial_layer", "temporal_layer") if getattr(args, f) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} do not apply to -model stket: use -enc_layer_num / -dec_layer_num")
+    if args.model == "scenellm" and args.scenellm_stage is None:
+        args.scenellm_stage = "vqvae"
+    args.spatial_layer = 1 if args.spatial_layer is None else args.spatial_layer
+    args.temporal_layer = 3 if args.temporal_layer is None else args.temporal_layer
+    _validate_training_length(args, parser)
+    positive = ["spatial_layer", "temporal_layer", "hidden_dim", "proj_dim", "embed_dim", "num_heads", "window",
+                "union_dim"]
+    positive += [k for k in ("batch_size", "epochs", "save_freq", "eval_freq", "accumulate_grad_batches")
+                 if hasattr(args, k)]
+    positive += [k for k in ("enc_layer_num", "dec_layer_num", "N_layer", "window_size", "latent_dim",
+                             "codebook_size", "lora_r", "ot_step", "vqvae_epochs") if getattr(args, k) is not None]
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"-{name} must be ≥ 1, got {getattr(args, name)}")
+    if (3 * args.proj_dim + 2 * args.embed_dim) % args.num_heads:
+        parser.error(f"-num_heads {args.num_heads} must divide the pair width 3·proj_dim + 2·embed_dim "
+                     f"= {3 * args.proj_dim + 2 * args.embed_dim}")
+    if args.dataset == "easg":
+        if args.mode not in EASG_MODES:
+            parser.error(f"-dataset easg takes -mode {'|'.join(EASG_MODES)}, got -mode {args.mode}")
+        if args.model != "sttran":
+            parser.error(f"-dataset easg is implemented for -model sttran only, got -model {args.model}")
+        if args.detections:
+            parser.error("-detections does not apply to -dataset easg")
+    elif args.mode not in MODES:
+        parser.error(f"-mode {args.mode} is an EASG mode: add -dataset easg (Action Genome: {'|'.join(MODES)})")
     if args.mode == "sgdet" and not args.detections:
         parser.error("-mode sgdet needs -detections FILE (write one with vidsgg/train_detector.py)")
+    if args.model == "scenellm" and args.scenellm_stage != "stage2":
+        given = [f"-{f}" for f in ("llm_lr", "freeze_llm_epochs", "stage2_iterations") if getattr(args, f) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} apply to -scenellm_stage stage2 only")
     return args
+
+
+def _validate_training_length(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """-epochs (10) or, for SceneLLM's vqvae stage, -vqvae_epochs (5); stage iteration caps; curriculum."""
+    if not hasattr(args, "epochs"):  # test.py
+        return
+    stage = args.scenellm_stage
+    if stage == "vqvae":
+        if args.epochs is not None:
+            parser.error("-scenellm_stage vqvae trains for -vqvae_epochs; do not also give -epochs")
+        args.epochs = 5 if args.vqvae_epochs is None else args.vqvae_epochs
+    elif args.vqvae_epochs is not None:
+        parser.error("-vqvae_epochs applies to -scenellm_stage vqvae only")
+    args.epochs = 10 if args.epochs is None else args.epochs
+    if args.model == "scenellm" and stage == "stage1" and args.stage2_iterations is not None:
+        parser.error("-stage2_iterations applies to -scenellm_stage stage2 only")
+    if args.model == "scenellm" and stage != "stage1" and args.stage1_iterations is not None:
+        parser.error("-stage1_iterations applies to -scenellm_stage stage1 only")
+    caps = [v for v in (args.stage1_iterations, args.stage2_iterations) if v] if args.model == "scenellm" else []
+    args.max_steps = caps[0] if caps else 0  # 0 = no cap; the loop stops after this many optimizer steps
+    if args.curriculum == "none":
+        if args.curriculum_epochs is not None:
+            parser.error("-curriculum_epochs needs -curriculum easy_to_hard")
+        args.curriculum_boundaries = []
+        return
+    text = args.curriculum_epochs or ",".join(str(max(1, round(args.epochs * f))) for f in (1 / 3, 2 / 3))
+    try:
+        bounds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"-curriculum_epochs: expected comma-separated epoch numbers like 2,4, got {text!r}")
+    if not bounds or bounds != sorted(set(bounds)) or bounds[0] < 1:
+        parser.error(f"-curriculum_epochs: epochs must be increasing and ≥ 1, got {text!r}")
+    args.curriculum_boundaries = bounds
+
+
+def parse_train_args(argv: list[str]) -> argparse.Namespace:
+    """train.py's flags parsed and validated (for scripts and tests that build models from flags)."""
+    parser = train_parser()
+    return validate(parser.parse_args(argv), parser)

@@ -16,7 +16,7 @@ from vidsgg.synth import write_dataset
 from vidsgg import test as test_script
 from vidsgg import train
 from vidsgg.models.build import build_model, word_table
-from vidsgg.options import train_parser
+from vidsgg.options import parse_train_args, train_parser
 
 TINY = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
         "-hidden_dim", "32", "-temporal_layer", "1", "-num_heads", "4", "-union_dim", "16",
@@ -55,7 +55,7 @@ def test_unknown_and_bad_flags_are_errors(capsys):
 def test_model_flags_reach_the_model(tmp_path):
     glove = tmp_path / "glove.txt"
     glove.write_text("chair " + " ".join(["0.5"] * 8) + "\nperson " + " ".join(["-1"] * 8) + "\n")
-    args = train_parser().parse_args(TINY + ["-spatial_layer", "2", "-temporal_layer", "3", "-hidden_dim", "24",
+    args = parse_train_args(TINY + ["-spatial_layer", "2", "-temporal_layer", "3", "-hidden_dim", "24",
                                              "-word_vectors", f"glove:{glove}", "-mode", "sgcls"])
     model = build_model(args, 512, 256, word_table(args))
     assert len(model.transformer.spatial) == 2 and len(model.transformer.temporal) == 3
@@ -63,7 +63,7 @@ def test_model_flags_reach_the_model(tmp_path):
     assert model.pair_features.dim == 3 * 16 + 2 * 8 and model.object_classifier is not None
     assert torch.all(model.pair_features.object_word.weight[8] == 0.5)   # chair = class 8
     assert torch.all(model.pair_features.subject_word.weight[1] == -1.0)  # person
-    predcls = build_model(train_parser().parse_args(TINY), 512, 256)
+    predcls = build_model(parse_train_args(TINY), 512, 256)
     assert predcls.object_classifier is None
     assert predcls.pair_features.subject_fc.in_features == 512 and predcls.pair_features.union_conv.in_channels == 256
 
@@ -106,7 +106,7 @@ def test_clip_grad_and_bce_loss_change_the_step(data, tmp_path):
     run(data, tmp_path / "amp", *common, "-clip_grad", "0", "-use_amp", "True")
     run(data, tmp_path / "seed", *common, "-clip_grad", "0", "-seed", "5")
     seed_everything(0)  # train.py seeds, then builds the model: the same initial weights
-    start = build_model(train_parser().parse_args(TINY), 512, 256).state_dict()
+    start = build_model(parse_train_args(TINY), 512, 256).state_dict()
     key = "attention_head.weight"
     moved = {name: (ckpt(tmp_path / name / "checkpoint_final.tar")["model"][key] - start[key]).abs().max()
              for name in "abc"}
