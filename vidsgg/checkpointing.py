@@ -34,8 +34,12 @@ def resolve(spec: str | None, run_dir: Path) -> tuple[Path | None, dict | None]:
 
 
 def is_exact_resume(state: dict, args: argparse.Namespace) -> bool:
-    """Same model and mode: continue the run. Otherwise the checkpoint only initialises compatible weights."""
-    return state.get("model_name") == args.model and state.get("mode") == args.mode
+    """Same model, mode, dataset and SceneLLM stage: continue the run. Otherwise the checkpoint only initialises
+    compatible weights (progressive training: predcls -> sgcls, vqvae -> stage1 -> stage2, Action Genome -> EASG)."""
+    saved = state.get("config", {})
+    return (state.get("model_name") == args.model and state.get("mode") == args.mode
+            and saved.get("dataset", "action_genome") == args.dataset
+            and saved.get("scenellm_stage") == getattr(args, "scenellm_stage", None))
 
 
 def load_compatible(model: torch.nn.Module, weights: dict) -> tuple[list[str], list[str]]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from common import dist
 from common.data import BadSampleError
+from vidsgg.data.action_genome import ActionGenome
 from vidsgg.data.entries import build_entry
 from vidsgg.evaluation import CONSTRAINTS, SceneGraphEvaluator
 from vidsgg.features.backbone import FeatureExtractor
@@ -117,3 +120,41 @@ def memory_pass(model: torch.nn.Module, dataset, store: FeatureStore, mode: str,
     dist.all_reduce_sum_(weights)
     model.set_memory(sums, weights)
     model.train(was_training)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What differs between datasets: the dataset class (root, split, mode, datasize), sample -> entry, evaluation."""
+    dataset: type
+    prepare_entry: Callable
+    evaluate: Callable
+
+
+def task_for(dataset: str) -> Task:
+    if dataset == "easg":
+        from vidsgg.easg import task as easg
+        return Task(easg.Dataset, easg.prepare_entry, easg.evaluate)
+    return Task(ActionGenome, prepare_entry, evaluate)
+
+
+def first_good_entry(task: Task, dataset, mode: str, store: FeatureStore, device: torch.device,
+                     detections: dict | None) -> dict:
+    """A stand-in for a bad video when no good one was seen yet in this run (weight 0, keeps DDP in step)."""
+    for index in range(len(dataset)):
+        try:
+            return task.prepare_entry(dataset[index], mode, store, device, True, detections)
+        except BadSampleError:
+            continue
+    raise BadSampleError(f"No readable video in the training set of {dataset.root}")
+
+
+def planned_steps(batches_per_rank: Callable[[int], int], args: argparse.Namespace) -> int:
+    """Optimizer steps of the whole run (for the schedules): per epoch ceil(batches / accumulation), where an
+    epoch's batch count may change with the curriculum; capped by -stage1/2_iterations."""
+    per_epoch = [-(-batches_per_rank(epoch) // args.batch_size) for epoch in range(args.epochs)]
+    total = sum(-(-n // args.accumulate_grad_batches) for n in per_epoch)
+    return min(total, args.max_steps) if args.max_steps else total
+
+
+def trainable_names(model: torch.nn.Module) -> tuple[str, ...]:
+    return tuple(name for name, p in model.named_parameters() if p.requires_grad)

@@ -45,12 +45,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("-mode", choices=sorted(set(MODES + EASG_MODES)), default="predcls",
         help="Action Genome: predcls (GT boxes+labels), sgcls (GT boxes), sgdet; EASG: easgcls, sgcls, edgecls")
-    add("-model", choices=MODELS, default="sttran")
+    add("-model", choices=MODELS, default=None, help="the relation model (sttran; test.py: the checkpoint's)")
     add("-data_path", default="data/action_genome", help="Action Genome root (annotations/, frames/)")
     add("-datasize", choices=("mini", "small", "large"), default="large",
         help="mini: first 80,000 frames; small: first 200 videos by name; large: everything")
-    add("-dataset", type=str.lower, choices=("action_genome", "easg"), default="action_genome",
-        help="easg: Egocentric Action Scene Graphs (verbs and edges; -model sttran, modes easgcls|sgcls|edgecls)")
+    add("-dataset", type=str.lower, choices=("action_genome", "easg"), default=None,
+        help="action_genome (default; test.py: the checkpoint's) or easg: Egocentric Action Scene Graphs (verbs and edges; -model sttran, modes easgcls|sgcls|edgecls)")
     add("-seed", type=int, default=0)
     add("-device", default=None, help="cuda or cpu (default: cuda when available)")
     add("-distributed", type=str2bool, default=False, help="True when launched by torchrun with several processes")
@@ -183,6 +183,8 @@ def test_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Cross-flag checks (errors name the flags) and the defaults that depend on other flags."""
+    args.model = args.model or "sttran"
+    args.dataset = args.dataset or "action_genome"
     for model, flags in MODEL_FLAGS.items():
         given = [f"-{f}" for f in flags if getattr(args, f) is not None]
         if given and args.model != model:
@@ -223,6 +225,8 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
             parser.error(f"-dataset easg is implemented for -model sttran only, got -model {args.model}")
         if args.detections:
             parser.error("-detections does not apply to -dataset easg")
+        if getattr(args, "curriculum", "none") != "none":
+            parser.error("-curriculum applies to -dataset action_genome (it ranks videos by their AG relations)")
     elif args.mode not in MODES:
         parser.error(f"-mode {args.mode} is an EASG mode: add -dataset easg (Action Genome: {'|'.join(MODES)})")
     if args.mode == "sgdet" and not args.detections:

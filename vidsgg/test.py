@@ -14,33 +14,42 @@ from pathlib import Path
 from common import checkpoint
 from common.log import setup_logger, write_metrics
 from common.seed import seed_everything
-from vidsgg.data.action_genome import ActionGenome
-from vidsgg.engine import evaluate, load_detections, make_store
+from vidsgg.engine import load_detections, make_store, task_for
 from vidsgg.evaluation import CONSTRAINTS, KS
-from vidsgg.models.build import build_model, model_from_checkpoint, word_table
+from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
 from vidsgg.options import test_parser, validate
 
 BACKBONE_FLAGS = ("backbone_depth", "backbone_weights", "image_size", "max_size")
+TEST_TIME_FLAGS = ("pred_contact_threshold", "mem_feat_lambda")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = test_parser()
-    args = validate(parser.parse_args(argv), parser)
+    args = parser.parse_args(argv)
     if bool(args.model_path) == bool(args.random_init):
         parser.error("give exactly one of -model_path CKPT or -random_init True")
+    state = checkpoint.load(args.model_path) if args.model_path else None
+    if state is not None:  # the model and dataset are the checkpoint's
+        trained = state["config"]
+        for flag, value in (("model", state["model_name"]), ("dataset", trained.get("dataset", "action_genome"))):
+            if getattr(args, flag) not in (None, value):
+                parser.error(f"{args.model_path} holds -{flag} {value}, got -{flag} {getattr(args, flag)}")
+            setattr(args, flag, value)
+    args = validate(args, parser)
     output = Path(args.output or Path(args.model_path).parent)
     logger = setup_logger(output, name="test", filename="test_log.txt")
     seed_everything(args.seed)
     device = "cpu" if args.device is None else args.device
 
-    dataset = ActionGenome(args.data_path, "test", args.mode, args.datasize)
+    task = task_for(args.dataset)
+    dataset = task.dataset(args.data_path, "test", args.mode, args.datasize)
     store = make_store(args, device)
     if args.random_init:
-        model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args))
+        # STKET's priors come from the training annotations (computed once when the prior file is missing).
+        train_set = task.dataset(args.data_path, "train", args.mode, args.datasize) if args.model == "stket" else None
+        model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args), train_set)
         logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
     else:
-        state = checkpoint.load(args.model_path)
-        trained = state["config"]
         mismatch = [f"-{k} {getattr(args, k)} (trained with {trained.get(k)})" for k in BACKBONE_FLAGS
                     if trained.get(k) != getattr(args, k)]
         if mismatch:
@@ -49,23 +58,36 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info("Evaluating a %s checkpoint in predcls (GT labels replace its object classifier).",
                         state["mode"])
         model = model_from_checkpoint(state)
+        apply_test_flags(model, model_flags(args, args.model), parser)
         model.config.mode = args.mode
-        if args.mode != "predcls" and getattr(model, "object_classifier", None) is None:
-            parser.error(f"{args.model_path} was trained in predcls and has no object classifier for {args.mode}")
-        if args.mode == "predcls":
-            model.object_classifier = None
+        if args.dataset == "action_genome":
+            if args.mode != "predcls" and getattr(model, "object_classifier", None) is None:
+                parser.error(f"{args.model_path} was trained in predcls and has no object classifier for {args.mode}")
+            if args.mode == "predcls":
+                model.object_classifier = None
         logger.info("Evaluating %s (%s, epoch %s).", args.model_path, state["model_name"], state["epoch"])
     model.to(device)
-    results = evaluate(model, dataset, store, args.mode, device, args.mean_recall, load_detections(args.detections),
-                       args.max_eval_videos, args.strict_data)
+    results = task.evaluate(model, dataset, store, args.mode, device, args.mean_recall,
+                            load_detections(args.detections), args.max_eval_videos, args.strict_data)
 
     logger.info("%-6s " + " ".join(f"R@{k:<4}" for k in KS) + "  " + " ".join(f"mR@{k:<4}" for k in KS), "")
-    for constraint in CONSTRAINTS:
+    for constraint in [c for c in CONSTRAINTS if all(f"{c}/{m}@{k}" in results for m in ("R", "mR") for k in KS)]:
         logger.info("%-6s " + " ".join(f"{100 * results[f'{constraint}/R@{k}']:6.2f}" for k in KS) + "  "
                     + " ".join(f"{100 * results[f'{constraint}/mR@{k}']:6.2f}" for k in KS), constraint)
     metrics = {f"test/{k}": v for k, v in results.items()}
     write_metrics(output, metrics)
     return metrics
+
+
+def apply_test_flags(model, given: dict, parser) -> None:
+    """Model flags given to test.py: the test-time ones (STKET's -pred_contact_threshold, 1.0 in its test script;
+    TEMPURA's -mem_feat_lambda) replace the trained value; an architecture flag must match the checkpoint."""
+    for name, value in given.items():
+        if name in TEST_TIME_FLAGS:
+            setattr(model.config, name, value)
+        elif getattr(model.config, name, value) != value:
+            parser.error(f"-{name} {value} differs from the checkpoint's {getattr(model.config, name)} "
+                         "(architecture flags come from the checkpoint)")
 
 
 if __name__ == "__main__":

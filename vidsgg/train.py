@@ -10,6 +10,7 @@ checkpoint_final.tar and metrics.json.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,8 +32,10 @@ from common.sampler import ResumableSampler
 from common.sched import build_scheduler
 from common.seed import seed_everything, set_deterministic
 from vidsgg import checkpointing
-from vidsgg.data.action_genome import ActionGenome, collate_videos
-from vidsgg.engine import evaluate, load_detections, make_store, memory_pass, prepare_entry, video_loss
+from vidsgg.data.action_genome import collate_videos
+from vidsgg.data.curriculum import curriculum_subset
+from vidsgg.engine import (first_good_entry, load_detections, make_store, memory_pass, planned_steps, task_for,
+                           trainable_names, video_loss)
 from vidsgg.models.build import build_model, word_table
 from vidsgg.options import train_parser, validate
 
@@ -67,23 +70,30 @@ def main(argv: list[str] | None = None) -> dict:
     precision = torch.bfloat16 if args.use_amp else torch.float32
 
     # ------------------------------------------------------------------ data
-    train_set = ActionGenome(args.data_path, "train", args.mode, args.datasize)
-    val_set = ActionGenome(args.data_path, "test", args.mode, args.datasize)
-    sampler = ResumableSampler(train_set, info.world_size, info.rank, shuffle=True, seed=args.seed)
-    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, collate_fn=collate_videos,
-                        num_workers=args.num_workers)
+    task = task_for(args.dataset)  # Action Genome or EASG: dataset class, entry builder, evaluator
+    train_set = task.dataset(args.data_path, "train", args.mode, args.datasize)
+    val_set = task.dataset(args.data_path, "test", args.mode, args.datasize)
+
+    def epoch_loader(epoch: int) -> tuple[ResumableSampler, DataLoader]:
+        """This epoch's videos (all of them, or the curriculum's easiest share), sharded over the ranks."""
+        videos = curriculum_subset(train_set, epoch, args.curriculum_boundaries)
+        sampler = ResumableSampler(videos, info.world_size, info.rank, shuffle=True, seed=args.seed)
+        sampler.set_epoch(epoch)
+        return sampler, DataLoader(videos, batch_size=args.batch_size, sampler=sampler, collate_fn=collate_videos,
+                                   num_workers=args.num_workers)
+
     store = make_store(args, device)
     detections = load_detections(args.detections)
     bad_samples = BadSampleCounter()
 
     # ------------------------------------------------------------------ model, optimiser
-    model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args)).to(device)
+    model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args), train_set).to(device)
     logger.info("Model %s (%s): %d trainable parameters", args.model, args.mode,
                 sum(p.numel() for p in model.parameters() if p.requires_grad))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
-                                  weight_decay=args.weight_decay)
-    steps_per_epoch = -(-len(sampler) // (args.batch_size * args.accumulate_grad_batches))
-    total_steps = steps_per_epoch * args.epochs
+    groups = (model.parameter_groups(args.lr) if hasattr(model, "parameter_groups")
+              else [{"params": [p for p in model.parameters() if p.requires_grad]}])
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    total_steps = planned_steps(lambda epoch: len(epoch_loader(epoch)[0]), args)
     scheduler = build_scheduler(optimizer, args.scheduler, args.warmup_steps, total_steps,
                                 step_size=max(1, total_steps // 3), gamma=0.5 if args.scheduler == "plateau" else 0.1,
                                 patience=1, plateau_mode="max")
@@ -107,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         loaded, skipped = checkpointing.load_compatible(model, state["model"])
         logger.info("Progressive training: %d tensors from %s (%s %s), %d skipped: %s", len(loaded), path,
                     state.get("model_name"), state.get("mode"), len(skipped), skipped[:6])
-    ddp_model = DDP(model) if info.distributed else model
+    ddp_model, wrapped_for = model, None
 
     def save(name: str, epoch: int, batches: int) -> None:
         rng_all = checkpointing.gather_rng(info.distributed, info.world_size)
@@ -124,29 +134,36 @@ def main(argv: list[str] | None = None) -> dict:
     profiler = make_profiler(args.profile, run_dir / "profile")
     with PreemptionHandler() as preemption, profiler:
         for epoch in range(start_epoch, args.epochs):
-            sampler.set_epoch(epoch)
+            if args.max_steps and step >= args.max_steps:
+                break
+            if hasattr(model, "start_epoch"):  # e.g. SceneLLM keeps its LoRA adapters frozen for some epochs
+                model.start_epoch(epoch)
+            if info.distributed and trainable_names(model) != wrapped_for:  # DDP hooks the trainable set once
+                ddp_model, wrapped_for = DDP(model), trainable_names(model)
+            sampler, loader = epoch_loader(epoch)
             sampler.start_at(batches_done * args.batch_size)  # mid-epoch resume: skip the batches already seen
+            batches_in_epoch = -(-sampler.num_samples // args.batch_size)
             model.train()
             epoch_start, loss_sum, loss_count = time.time(), 0.0, 0
             for batch_index, batch in enumerate(loader, start=batches_done):
-                boundary = (batch_index + 1) % args.accumulate_grad_batches == 0 or \
-                    batch_index + 1 == -(-len(train_set) // (args.batch_size * info.world_size))
+                boundary = (batch_index + 1) % args.accumulate_grad_batches == 0 or batch_index + 1 == batches_in_epoch
                 # Every rank runs the same number of forwards per step (DDP broadcasts buffers in each), so a bad
                 # video is replaced by the last good one with weight 0.
                 entries = []
                 for sample in batch:
                     try:
-                        last_good = prepare_entry(sample, args.mode, store, device, True, detections)
+                        last_good = task.prepare_entry(sample, args.mode, store, device, True, detections)
                         entries.append((last_good, 1.0))
                     except BadSampleError as exc:
                         if args.strict_data:
                             raise
                         bad_samples.update({"skipped": [SkippedSample(sample["video"], str(exc))]})
                         logger.warning("Skipping video %s: %s", sample["video"], exc)
-                        last_good = last_good or first_good_entry(train_set, args.mode, store, device, detections)
+                        last_good = last_good or first_good_entry(task, train_set, args.mode, store, device,
+                                                                  detections)
                         entries.append((last_good, 0.0))
                 weight_sum = max(1.0, sum(w for _, w in entries))
-                sync = ddp_model.no_sync() if info.distributed and not boundary else _null()
+                sync = ddp_model.no_sync() if info.distributed and not boundary else contextlib.nullcontext()
                 with sync, amp.autocast(device, precision):
                     loss, parts = 0.0, {}
                     for entry, weight in entries:
@@ -178,6 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
                     logger.info("Preempted: saved %s at epoch %d, step %d; exiting.", checkpointing.LATEST, epoch, step)
                     preempted = True
                     break
+                if args.max_steps and step >= args.max_steps:  # SceneLLM -stage1/2_iterations: the stage is over
+                    logger.info("Reached %d optimizer steps (stage iteration cap); finishing.", args.max_steps)
+                    break
             if preempted:
                 break
             batches_done = 0
@@ -192,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
             if (epoch + 1) % args.eval_freq == 0 or epoch + 1 == args.epochs:
                 results = None
                 if info.is_main:  # evaluation on rank 0 with the bare model; the others wait
-                    results = evaluate(model, val_set, store, args.mode, device, args.mean_recall, detections,
-                                       args.max_eval_videos, args.strict_data)
+                    results = task.evaluate(model, val_set, store, args.mode, device, args.mean_recall, detections,
+                                            args.max_eval_videos, args.strict_data)
                 results = dist.broadcast_object(results)
                 recall20 = results["with/R@20"]
                 logger.info("Epoch %d/%d - Eval - Recall@10: %.1f - Recall@20: %.1f - Recall@50: %.1f - "
@@ -228,24 +248,6 @@ def main(argv: list[str] | None = None) -> dict:
     writer.close()
     dist.cleanup()
     return metrics
-
-
-def first_good_entry(dataset, mode, store, device, detections) -> dict:
-    """A stand-in for a bad video when no good one was seen yet in this run (weight 0, keeps DDP in step)."""
-    for index in range(len(dataset)):
-        try:
-            return prepare_entry(dataset[index], mode, store, device, True, detections)
-        except BadSampleError:
-            continue
-    raise BadSampleError(f"No readable video in the training set of {dataset.root}")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 if __name__ == "__main__":

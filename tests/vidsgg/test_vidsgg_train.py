@@ -12,6 +12,7 @@ import torch
 
 from common.data import BadSampleError
 from common.seed import seed_everything
+from vidsgg.data.action_genome import ActionGenome
 from vidsgg.synth import write_dataset
 from vidsgg import test as test_script
 from vidsgg import train
@@ -74,7 +75,7 @@ def test_loop_flags_outputs_and_early_stopping(data, tmp_path):
                   "-save_freq", "2", "-eval_freq", "2", "-early_stopping_patience", "1",
                   "-early_stopping_min_delta", "1.0", "-scheduler", "cosine", "-warmup_steps", "2",
                   "-weight_decay", "0.3", "-lr", "2e-3", "-max_eval_videos", "2")
-    n_train = len(train.ActionGenome(data, "train"))
+    n_train = len(ActionGenome(data, "train"))
     steps_per_epoch = -(-n_train // 4)
     # Evaluations at epochs 2 and 4; the second cannot beat the first by 1.0, so training stops after epoch 4.
     assert metrics["epoch"] == 4 and metrics["stopped_early"] == 1.0 and metrics["step"] == 4 * steps_per_epoch
@@ -169,7 +170,7 @@ def test_ddp_two_processes(data, tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     state = ckpt(save / "checkpoint_final.tar")
-    n_train = len(train.ActionGenome(data, "train"))
+    n_train = len(ActionGenome(data, "train"))
     assert state["step"] == -(-n_train // 2)  # each rank takes half the videos per epoch
     assert len(state["rng"]) == 2
     assert json.loads((save / "metrics.json").read_text())["val/with/frames"] > 0
@@ -180,7 +181,7 @@ def test_sgdet_with_a_detections_file(data, tmp_path):
     GT and is evaluated on the detected boxes."""
     detections = {}
     for split in ("train", "test"):
-        dataset = train.ActionGenome(data, split, "sgdet")
+        dataset = ActionGenome(data, split, "sgdet")
         for index in range(len(dataset)):
             sample = dataset[index]
             for key, frame in zip(sample["frame_keys"], sample["gt_annotation"]):
@@ -199,12 +200,12 @@ def test_sgdet_with_a_detections_file(data, tmp_path):
 def test_unreadable_frame_skips_the_video_or_raises_in_strict_mode(tmp_path):
     root = tmp_path / "data"
     write_dataset(root, videos=6, width=64, height=48, seed=7)
-    sample = train.ActionGenome(root, "train")[0]
+    sample = ActionGenome(root, "train")[0]
     Path(sample["frame_paths"][1]).write_bytes(b"not a png")
     metrics = run(root, tmp_path / "run", "-epochs", "1", "-eval_freq", "9", cache=tmp_path / "cache")
     log = (tmp_path / "run" / "logfile.txt").read_text()
     assert f"Skipping video {sample['video']}" in log and "skipped 1 bad samples" in log
-    assert metrics["step"] == len(train.ActionGenome(root, "train"))
+    assert metrics["step"] == len(ActionGenome(root, "train"))
     with pytest.raises(BadSampleError, match=sample["frame_keys"][1].split("/")[1]):
         run(root, tmp_path / "strict", "-epochs", "1", "-strict_data", "True", cache=tmp_path / "cache2")
 
@@ -217,7 +218,7 @@ def test_train_detector_writes_detections_for_sgdet(tmp_path):
                                 "-min_size", "48", "-max_size", "64", "-epochs", "1", "-batch_size", "8",
                                 "-rpn_proposals", "30", "-max_detections", "8", "-score_threshold", "0.0"])
     detections = torch.load(path, weights_only=True)
-    keys = {k for split in ("train", "test") for v in train.ActionGenome(root, split, "sgdet").videos
+    keys = {k for split in ("train", "test") for v in ActionGenome(root, split, "sgdet").videos
             for k in v["frame_keys"]}
     assert set(detections) == keys
     one = next(iter(detections.values()))

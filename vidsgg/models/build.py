@@ -35,7 +35,7 @@ def sttran_config(args: argparse.Namespace, feature_dim: int, union_channels: in
 
 def model_flags(args: argparse.Namespace, model: str) -> dict:
     """The model-specific flags that were given (None = not given: the config's default applies)."""
-    return {f: getattr(args, f) for f in MODEL_FLAGS[model] if getattr(args, f) is not None}
+    return {f: getattr(args, f) for f in MODEL_FLAGS.get(model, ()) if getattr(args, f) is not None}
 
 
 def build_model(args: argparse.Namespace, feature_dim: int, union_channels: int,
