@@ -103,22 +103,22 @@ def evaluate(model: torch.nn.Module, dataset, store: FeatureStore, mode: str, de
 @torch.no_grad()
 def memory_pass(model: torch.nn.Module, dataset, store: FeatureStore, mode: str, device: torch.device,
                 rank: int = 0, world_size: int = 1, detections: dict | None = None) -> None:
-    """TEMPURA: rebuild the predicate prototypes from this epoch's relation embeddings (each rank its share of
-    the training videos, summed over ranks)."""
+    """TEMPURA: rebuild the class prototypes from this epoch's embeddings (each rank its share of the training
+    videos, summed over ranks)."""
     was_training = model.training
     model.eval()
-    dim = model.memory.shape[1]
-    sums, weights = torch.zeros(model.memory.shape[0], dim, device=device), torch.zeros(model.memory.shape[0], device=device)
+    accumulators = model.memory_accumulators()
     for index in range(rank, len(dataset), world_size):
         try:
             entry = prepare_entry(dataset[index], mode, store, device, training=True, detections=detections)
         except BadSampleError:
             continue
         if entry["has_gt"].any():
-            model.accumulate_memory(model(entry), entry, sums, weights)
-    dist.all_reduce_sum_(sums)
-    dist.all_reduce_sum_(weights)
-    model.set_memory(sums, weights)
+            model.accumulate_memory(model(entry), entry, accumulators)
+    for sums, weights in accumulators.values():
+        dist.all_reduce_sum_(sums)
+        dist.all_reduce_sum_(weights)
+    model.set_memory(accumulators)
     model.train(was_training)
 
 

@@ -19,6 +19,8 @@ MODEL_FLAGS = {
                  "alpha_rel", "scenellm_stage", "llm_lr", "freeze_llm_epochs"),
 }
 TRACKING_FLAGS = ("obj_con_loss", "lambda_con", "temporal_window")
+GMM_ONLY_FLAGS = ("num_mixtures", "gmm_regularization", "rel_loss_weighting", "rel_mem_weight_type",
+                  "uncertainty_threshold")
 MODES = ("predcls", "sgcls", "sgdet")
 EASG_MODES = ("easgcls", "sgcls", "edgecls")  # -dataset easg: verb + objects + edges / objects + edges / edges
 
@@ -195,6 +197,13 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
             parser.error(f"{', '.join(given)} need -tracking True")
     if args.model == "tempura" and args.obj_loss_weighting not in (None, "none") and args.obj_head != "gmm":
         parser.error("-obj_loss_weighting needs -obj_head gmm (the linear head has no uncertainty)")
+    if args.model == "tempura" and args.rel_head == "linear":
+        flags = GMM_ONLY_FLAGS[2:] if args.obj_head == "gmm" else GMM_ONLY_FLAGS  # K, σ² also shape the object head
+        given = [f"-{f}" for f in flags if getattr(args, f) not in (None, "none", "simple")]
+        if given:
+            parser.error(f"{', '.join(given)} need the GMM relation heads (-rel_head gmm)")
+    if args.model == "tempura" and args.rel_mem_compute in ("seperate", "separate") and args.mem_fusion == "early":
+        parser.error("-rel_mem_compute seperate needs -mem_fusion late (each category's memory feeds its own head)")
     if args.model == "tempura" and args.mode == "predcls" and (args.obj_head or args.obj_mem_compute):
         parser.error("-obj_head / -obj_mem_compute apply to sgcls and sgdet (predcls uses the GT labels)")
     if args.model == "stket":

@@ -45,7 +45,8 @@ def test_forward_backward_and_uncertainties(mode):
 
 def test_mixture_and_selection_flags_shape_the_model():
     assert tempura("-num_mixtures", "3").gmm["contacting"].mean.out_features == 17 * 3
-    assert tempura().selector is None and tempura("-mem_feat_selection", "automated").selector is not None
+    assert tempura().rel_memory.selector is None
+    assert tempura("-mem_feat_selection", "automated").rel_memory.selector is not None
     assert tempura().tracker is None and tempura("-tracking", "True").tracker is not None
 
 
@@ -54,10 +55,12 @@ def test_memory_lambda_fusion_and_weighting():
     outputs = {}
     for lam in ("0.0", "0.9"):
         model = tempura("-mem_feat_lambda", lam).eval()
-        sums, weights = torch.zeros(26, model.config.dim), torch.zeros(26)
-        model.accumulate_memory(model(e), e, sums, weights)
-        model.set_memory(sums, weights)
-        assert bool(model.memory_ready) and torch.allclose(model.memory[weights > 0], (sums / weights[:, None])[weights > 0])
+        acc = model.memory_accumulators()
+        model.accumulate_memory(model(e), e, acc)
+        sums, weights = acc["predicates"]
+        model.set_memory(acc)
+        memory = model.rel_memory
+        assert bool(memory.ready) and torch.allclose(memory.memory[weights > 0], (sums / weights[:, None])[weights > 0])
         outputs[lam] = model(e)["spatial_distribution"]
     base = tempura().eval()(e)["spatial_distribution"]
     torch.testing.assert_close(outputs["0.0"], base)          # λ = 0: the memory has no effect
@@ -68,15 +71,15 @@ def test_memory_lambda_fusion_and_weighting():
     # Weighting: uncertainty weights shrink the prototype weights; a tiny threshold drops every pair.
     simple, al = tempura().eval(), tempura("-rel_mem_weight_type", "al").eval()
     weights = {}
-    for name, model, threshold in (("simple", simple, None), ("al", al, None)):
-        w = torch.zeros(26)
-        model.accumulate_memory(model(e), e, torch.zeros(26, model.config.dim), w)
-        weights[name] = w
+    for name, model in (("simple", simple), ("al", al)):
+        acc = model.memory_accumulators()
+        model.accumulate_memory(model(e), e, acc)
+        weights[name] = acc["predicates"][1]
     assert (weights["al"] <= weights["simple"]).all() and weights["al"].sum() < weights["simple"].sum()
     strict = tempura("-uncertainty_threshold", "1e-6").eval()
-    w = torch.zeros(26)
-    strict.accumulate_memory(strict(e), e, torch.zeros(26, strict.config.dim), w)
-    assert w.sum() == 0
+    acc = strict.memory_accumulators()
+    strict.accumulate_memory(strict(e), e, acc)
+    assert acc["predicates"][1].sum() == 0
 
 
 def test_loss_flags_change_the_loss():
@@ -107,6 +110,73 @@ def test_temporal_window_limits_tracking():
     assert not torch.allclose(wide.tracker(e["features"], frames, labels)[3], wide.tracker(changed, frames, labels)[3])
 
 
+def test_heads_and_memory_layout_flags():
+    e = entry()
+    linear = tempura("-rel_head", "linear")
+    assert linear.gmm is None and linear.spatial_head.out_features == 6
+    out = linear(e)
+    assert out["spatial_distribution"].shape == (8, 6) and "spatial_aleatoric" not in out
+    assert set(linear.compute_losses(out, e, bce=False)) == {"attention", "spatial", "contacting"}
+    separate = tempura("-rel_mem_compute", "seperate").eval()
+    assert {k: m.memory.shape[0] for k, m in separate.rel_memory.items()} == {"attention": 3, "spatial": 6,
+                                                                              "contacting": 17}
+    acc = separate.memory_accumulators()
+    separate.accumulate_memory(separate(e), e, acc)
+    separate.set_memory(acc)
+    assert all(bool(m.ready) for m in separate.rel_memory.values())
+    base = separate(e)
+    separate.rel_memory["contacting"].lam = 0.0  # only the contacting head stops seeing its memory
+    changed = separate(e)
+    torch.testing.assert_close(changed["spatial_distribution"], base["spatial_distribution"])
+    assert not torch.allclose(changed["contacting_distribution"], base["contacting_distribution"])
+
+
+def test_object_head_memory_and_loss_weighting():
+    e = entry()
+    gmm = tempura("-obj_head", "gmm", "-num_mixtures", "3", mode="sgcls")
+    assert gmm.obj_gmm.mean.out_features == 37 * 3 and len(gmm.object_classifier.classify) == 2
+    out = gmm(e)
+    assert (out["obj_aleatoric"] >= 0).all() and (out["obj_epistemic"] >= 0).all()
+    torch.testing.assert_close(out["obj_logits"].exp().sum(1), torch.ones(len(e["labels"])))
+    gmm.eval()
+    with torch.no_grad():  # spread logits and variances so objects differ in loss and uncertainty
+        gmm.obj_gmm.variance.weight.normal_(0, 1.0)
+        gmm.obj_gmm.mean.weight.normal_(0, 1.0)
+        out = gmm(e)
+        plain = gmm.compute_losses(out, e, bce=False)["object"]
+        gmm.config.obj_loss_weighting = "al"
+        weighted = gmm.compute_losses(out, e, bce=False)["object"]
+    objects = ~e["is_person"]
+    per_object = torch.nn.functional.cross_entropy(out["obj_logits"][objects], e["labels"][objects], reduction="none")
+    w = 1 / (1 + out["obj_aleatoric"][objects].mean(1))
+    torch.testing.assert_close(weighted, (per_object * w / w.mean()).mean())
+    assert abs(float(weighted - plain)) > 1e-3
+    assert tempura(mode="sgcls").obj_gmm is None and tempura(mode="sgcls").obj_memory is None
+    memory = tempura("-obj_mem_compute", mode="sgcls").eval()
+    before = memory(e)["obj_logits"]
+    acc = memory.memory_accumulators()
+    memory.accumulate_memory(memory(e), e, acc)
+    memory.set_memory(acc)
+    seen = acc["objects"][1] > 0
+    assert bool(memory.obj_memory.ready) and seen[e["labels"].unique()].all() and seen.sum() == len(e["labels"].unique())
+    assert not torch.allclose(memory(e)["obj_logits"], before)
+
+
+def test_inapplicable_tempura_combinations(capsys):
+    parser = train_parser()
+    for flags, message in ((["-obj_loss_weighting", "al", "-mode", "sgcls"], "needs -obj_head gmm"),
+                           (["-obj_head", "gmm"], "apply to sgcls and sgdet"),
+                           (["-rel_head", "linear", "-rel_loss_weighting", "ep"], "need the GMM relation heads"),
+                           (["-rel_head", "linear", "-num_mixtures", "3"], "need the GMM relation heads"),
+                           (["-rel_mem_compute", "seperate", "-mem_fusion", "early"], "needs -mem_fusion late")):
+        with pytest.raises(SystemExit):
+            validate(parser.parse_args(["-model", "tempura", *flags]), parser)
+        assert message in capsys.readouterr().err
+    args = validate(parser.parse_args(["-model", "tempura", "-rel_head", "linear", "-obj_head", "gmm", "-K", "3",
+                                       "-mode", "sgcls"]), parser)
+    assert args.num_mixtures == 3  # K still shapes the object head
+
+
 def test_flags_refused_for_other_models(capsys):
     parser = train_parser()
     with pytest.raises(SystemExit):
@@ -131,7 +201,7 @@ def test_training_beats_random_and_memory_survives_resume(train_data, tmp_path):
     exact = [*flags[:-4], "-lr", "1e-3", "-eval_freq", "9"]
     run(train_data, tmp_path / "part", *exact, "-epochs", "1")
     saved = ckpt(tmp_path / "part" / "checkpoint_last.tar")["model"]
-    assert bool(saved["memory_ready"]) and saved["memory"].abs().sum() > 0
+    assert bool(saved["rel_memory.ready"]) and saved["rel_memory.memory"].abs().sum() > 0
     run(train_data, tmp_path / "part", *exact, "-epochs", "1", "-resume_from", "latest")
     restored = ckpt(tmp_path / "part" / "checkpoint_final.tar")["model"]
-    assert torch.equal(restored["memory"], saved["memory"]) and bool(restored["memory_ready"])
+    assert torch.equal(restored["rel_memory.memory"], saved["rel_memory.memory"]) and bool(restored["rel_memory.ready"])

@@ -40,10 +40,15 @@ class ObjectClassifier(nn.Module):
         self.classify = nn.Sequential(nn.Linear(feature_dim + embed_dim + 128, 1024), nn.ReLU(inplace=True),
                                       nn.Linear(1024, NUM_OBJECT_CLASSES))
 
+    def embed(self, features: torch.Tensor, box_ctx: torch.Tensor) -> torch.Tensor:
+        """features (N, C4), box_ctx (N, 9) -> the hidden object embedding (N, 1024) before the last layer."""
+        soft = torch.softmax(self.distribution(features), dim=1)
+        hidden = self.classify[0](torch.cat([features, soft @ self.word.weight, self.box_mlp(box_ctx)], dim=1))
+        return self.classify[1](hidden)
+
     def forward(self, features: torch.Tensor, box_ctx: torch.Tensor) -> torch.Tensor:
         """features (N, C4), box_ctx (N, 9) -> logits (N, 37)."""
-        soft = torch.softmax(self.distribution(features), dim=1)
-        return self.classify(torch.cat([features, soft @ self.word.weight, self.box_mlp(box_ctx)], dim=1))
+        return self.classify[2](self.embed(features, box_ctx))
 
 
 class PairFeatures(nn.Module):
