@@ -1,6 +1,7 @@
 """EASG: the loader on the synthetic layout (counts, classes, reading rules, errors naming the file or key), the
 reference recall@K on hand-built graphs, forward/backward in the three modes, and AG weights loading by name."""
 import json
+import re
 
 import pytest
 import torch
@@ -12,6 +13,9 @@ from vidsgg.easg.entries import CAMERA_WEARER_LABEL, build_easg_entry
 from vidsgg.easg.evaluation import EASGEvaluator, ranked_triplets
 from vidsgg.easg.model import EASGConfig, EASGSTTran
 from vidsgg.models.sttran import STTran, STTranConfig
+from vidsgg import test as test_script
+
+from tests.vidsgg.test_vidsgg_train import TINY, run
 
 TINY_DIMS = dict(feature_dim=32, union_channels=8, proj_dim=16, embed_dim=8, union_dim=16, heads=4, ffn_dim=32,
                  temporal_layers=1, bn_momentum=0.1)
@@ -197,6 +201,10 @@ def test_forward_backward_in_the_three_modes(easg_root, mode):
     evaluator = EASGEvaluator(mode, len(synth.EDGES))
     evaluator.evaluate_video(sample, entry, again)
     assert evaluator.summary()["graphs"] == graphs
+    if mode != "easgcls":  # a model without the verb classifier cannot run in easgcls
+        model.config.mode = "easgcls"
+        with pytest.raises(ValueError, match="verb classifier"):
+            model(entry)
 
 
 def test_verb_terms_start_at_zero_and_ag_weights_load_by_name():
@@ -210,3 +218,25 @@ def test_verb_terms_start_at_zero_and_ag_weights_load_by_name():
     assert torch.equal(model.transformer.frame_embedding.weight, ag.transformer.frame_embedding.weight)
     rebuilt = EASGSTTran.from_config(model.config_dict())
     rebuilt.load_state_dict(model.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def test_fine_tuning_from_an_action_genome_checkpoint_beats_random_weights(train_data, tmp_path):
+    """AG PredCLS (short) -> EASG easgcls with -resume_from the AG checkpoint: compatible tensors load, training
+    beats the random-weight R@20, and test.py reproduces the validation recall from the EASG checkpoint."""
+    run(train_data, tmp_path / "ag", "-epochs", "1", "-lr", "1e-3", "-max_eval_videos", "1")
+    easg = tmp_path / "easg"
+    synth.write_dataset(easg, clips=12, seed=2)
+    flags = ["-dataset", "easg", "-mode", "easgcls"]
+    metrics = run(easg, tmp_path / "ft", *flags, "-epochs", "6", "-lr", "3e-3", "-scheduler", "cosine", "-seed", "1",
+                  "-eval_freq", "6", "-resume_from", str(tmp_path / "ag" / "checkpoint_final.tar"))
+    log = (tmp_path / "ft" / "logfile.txt").read_text()
+    loaded = int(re.search(r"Progressive training: (\d+) tensors", log).group(1))
+    assert loaded > 0 and "pair_features.object_word.weight" in log  # EASG-sized tables are skipped
+    common = ["-data_path", str(easg), "-cache_dir", str(easg / "cache"), *TINY]
+    random = test_script.main(common + [*flags, "-random_init", "True", "-seed", "1", "-output", str(tmp_path / "r")])
+    checkpoint = str(tmp_path / "ft" / "checkpoint_final.tar")
+    trained = test_script.main(common + ["-mode", "easgcls", "-model_path", checkpoint])
+    assert trained["test/with/R@20"] == pytest.approx(metrics["val/with/R@20"])
+    assert trained["test/with/R@20"] > random["test/with/R@20"] + 0.2, (trained, random)
+    assert {"val/with/R@10", "val/with/R@50", "val/with/mR@20", "val/no/R@20"} <= set(metrics)

@@ -204,8 +204,8 @@ class EASG(Dataset):
                     continue  # a grounding without an edge in this graph: ignored, as the reference
                 missing = [k for k in ("left", "top", "width", "height") if k not in box]
                 if missing:
-                    raise EASGAnnotationError(f"{self.root / ANNOTATION_FILE}: clip {clip_id!r}, graph "
-                                              f"{graph['graph_uid']!r}, {frame_type} grounding {name!r} has no {missing}")
+                    where = f"clip {clip_id!r}, graph {graph['graph_uid']!r}, {frame_type} grounding {name!r}"
+                    raise EASGAnnotationError(f"{self.root / ANNOTATION_FILE}: {where} has no {missing}")
                 x, y, w, h = (float(box[k]) for k in ("left", "top", "width", "height"))
                 grounded.append({"obj": self._object_index[name], "bbox": np.array([x, y, x + w, y + h], np.float32),
                                  "verb": verb_index,

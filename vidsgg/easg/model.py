@@ -99,8 +99,13 @@ class EASGSTTran(nn.Module):
 
     def forward(self, entry: dict) -> dict:
         out = {k: entry[k] for k in ("boxes", "labels", "scores", "im_idx", "pair_idx", "graph_idx")}
-        labels, verbs = entry["labels"], entry["verb_gt"]
-        if self.object_classifier is not None:
+        labels, verbs, mode = entry["labels"], entry["verb_gt"], self.config.mode
+        missing = ([] if mode == "edgecls" or self.object_classifier is not None else ["an object classifier"]) + \
+            ([] if mode != "easgcls" or self.verb_classifier is not None else ["a verb classifier"])
+        if missing:
+            raise ValueError(f"EASG mode {mode} needs {' and '.join(missing)}; this model was built for a mode "
+                             "that is given those classes")
+        if mode != "edgecls":  # a model trained in sgcls/easgcls evaluated in edgecls uses the GT classes
             obj_logits = self.object_classifier(entry["features"],
                                                 box_context(entry["boxes"][:, 1:], entry["image_size"]))
             predicted = torch.where(entry["is_person"], torch.full_like(labels, CAMERA_WEARER_LABEL),
@@ -108,7 +113,7 @@ class EASGSTTran(nn.Module):
             out.update(obj_logits=obj_logits, pred_labels=predicted)
             if not self.training:
                 labels = predicted
-        if self.verb_classifier is not None:
+        if mode == "easgcls":
             verb_logits = self.verb_classifier(entry["features_verb"])
             out.update(verb_logits=verb_logits, pred_verbs=verb_logits.detach().argmax(1))
             if not self.training:

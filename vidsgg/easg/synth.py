@@ -110,8 +110,8 @@ def write_dataset(root: str | Path, clips: int = 12, width: int = 64, height: in
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), draw(jittered, width, height, rng), [cv2.IMWRITE_JPEG_QUALITY, 95])
             graphs.append({"graph_uid": uid, "triplets": triplets, "groundings": groundings})
-            features[f"{uid}_{clip_id}"] = prototypes[verb] + 0.3 * torch.randn(VERB_DIM, generator=torch.Generator()
-                                                                                 .manual_seed(int(rng.integers(1 << 31))))
+            noise = torch.from_numpy(rng.normal(0, 0.3, VERB_DIM).astype(np.float32))
+            features[f"{uid}_{clip_id}"] = prototypes[verb] + noise
         annotations[clip_id] = {"split": "val" if c >= clips - num_val else "train", "W": width, "H": height,
                                 "graphs": graphs}
     (root / ANNOTATION_FILE).write_text(json.dumps(annotations))
