@@ -14,6 +14,8 @@ from vidsgg.easg.evaluation import EASGEvaluator, ranked_triplets
 from vidsgg.easg.model import EASGConfig, EASGSTTran
 from vidsgg.models.sttran import STTran, STTranConfig
 from vidsgg import test as test_script
+from vidsgg.models.build import build_model, word_table
+from vidsgg.options import parse_train_args
 
 from tests.vidsgg.test_vidsgg_train import TINY, run
 
@@ -240,3 +242,21 @@ def test_fine_tuning_from_an_action_genome_checkpoint_beats_random_weights(train
     assert trained["test/with/R@20"] == pytest.approx(metrics["val/with/R@20"])
     assert trained["test/with/R@20"] > random["test/with/R@20"] + 0.2, (trained, random)
     assert {"val/with/R@10", "val/with/R@50", "val/with/mR@20", "val/no/R@20"} <= set(metrics)
+
+
+def test_build_from_flags_reads_class_counts_and_glove(easg_root, tmp_path):
+    glove = tmp_path / "glove.txt"
+    glove.write_text("knife " + " ".join(["0.5"] * 8) + "\nperson " + " ".join(["-1"] * 8) + "\n")
+    args = parse_train_args(TINY + ["-dataset", "easg", "-mode", "sgcls", "-data_path", str(easg_root),
+                                    "-word_vectors", f"glove:{glove}"])
+    model = build_model(args, 32, 8, word_table(args))
+    vocabulary = EASG(easg_root, "train").classes
+    knife = vocabulary.objects.index("knife")
+    assert model.config.num_objects == len(synth.OBJECTS) and model.config.num_edges == len(vocabulary.edges)
+    assert model.config.num_verbs == len(vocabulary.verbs) and model.config.verb_dim == synth.VERB_DIM
+    assert torch.all(model.pair_features.object_word.weight[knife] == 0.5)
+    assert torch.all(model.object_classifier.word.weight[knife] == 0.5)
+    assert torch.all(model.pair_features.subject_word.weight[CAMERA_WEARER_LABEL] == -1.0)  # AG "person"
+    assert model.verb_classifier is None and model.edge_head.out_features == len(vocabulary.edges)
+    with pytest.raises(EASGAnnotationError, match="objects.txt"):
+        build_model(parse_train_args(TINY + ["-dataset", "easg", "-mode", "sgcls", "-data_path", str(tmp_path)]), 32, 8)

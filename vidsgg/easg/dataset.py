@@ -151,6 +151,8 @@ class EASG(Dataset):
      "verb_features": float32 (G, Dv) one clip feature per graph,
      "gt_grounding": list of T frames, each a list of {"obj": int 0..O-1 (objects.txt index), "bbox": float32 (4,)
                      xyxy px, "verb": int 0..V-1, "edge": sorted list[int] in 0..E-1}}
+    `mode` (easgcls | sgcls | edgecls) is recorded only: every mode reads the same annotations. Frame files are
+    not checked here; a missing one raises BadSampleError (naming it) when its features are computed.
     """
 
     def __init__(self, data_path: str | Path, split: str = "train", mode: str = "easgcls", datasize: str = "large",

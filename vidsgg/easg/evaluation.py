@@ -15,7 +15,9 @@ Per graph (the verb and its objects):
 The reference computes no mean recall; `mR@K` here is per edge class: per_predicate pools hits and counts over
 the split then averages the edge classes that occur; per_frame (per graph here) averages each class's per-graph
 recall over all graphs (0 where absent), as STKET's variant. Ties are broken by enumeration order (stable sort;
-the reference's unstable argsort leaves them unspecified).
+the reference's unstable argsort leaves them unspecified). Deviation: the reference finds a graph's frames by
+`frame_name.split('_')[0]`, which merges graphs whose uid contains '_' (m3sgg's '<clip>_graph_<i>' uids); here
+the frames of a graph are the ones the loader assigned to it.
 """
 from __future__ import annotations
 
