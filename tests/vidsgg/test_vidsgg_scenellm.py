@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vidsgg import summary
+from vidsgg import test as test_script
 from vidsgg.models.build import build_model
 from vidsgg.models.scenellm import SceneLLM
 from vidsgg.models.scenellm.ot import sinkhorn
@@ -14,7 +15,7 @@ from vidsgg.models.scenellm.sia import cophenetic_distance
 from vidsgg.options import parse_train_args, train_parser, validate
 
 from tests.vidsgg.test_vidsgg_models import tiny_entry
-from tests.vidsgg.test_vidsgg_train import TINY
+from tests.vidsgg.test_vidsgg_train import TINY, ckpt, run
 
 SMALL = ["-latent_dim", "16", "-codebook_size", "32"]
 
@@ -228,3 +229,50 @@ def test_flags_refused_outside_scenellm_or_their_stage(capsys):
                              "-stage1_iterations", "7"]).max_steps == 7
     with pytest.raises(ValueError, match="-lora_dropout"):
         scenellm("-lora_dropout", "1.5")
+
+
+RUN = ["-model", "scenellm", *SMALL, "-eval_freq", "99", "-max_eval_videos", "2"]
+
+
+def test_stage_chain_vqvae_stage1_stage2_through_train(train_data, tmp_path):
+    vq_run = run(train_data, tmp_path / "vq", *RUN, "-vqvae_epochs", "2", "-lr", "3e-3", "-ot_step", "4")
+    assert vq_run["epoch"] == 2
+    vq = ckpt(tmp_path / "vq" / "checkpoint_final.tar")
+    assert vq["config"]["scenellm_stage"] == "vqvae" and int(vq["model"]["ot.forwards"]) == vq_run["step"]
+    stage1 = [*RUN, "-scenellm_stage", "stage1", "-lr", "3e-3", "-ot_step", "3"]
+    s1_run = run(train_data, tmp_path / "s1", *stage1, "-epochs", "2", "-stage1_iterations", "9",
+                 "-resume_from", str(tmp_path / "vq" / "checkpoint_final.tar"))
+    assert s1_run["step"] == 9  # the iteration cap ends the stage inside epoch 1
+    s1 = ckpt(tmp_path / "s1" / "checkpoint_final.tar")
+    assert "Progressive training" in (tmp_path / "s1" / "logfile.txt").read_text()
+    frozen = ["vqvae.encoder.0.weight", "vqvae.decoder.2.weight",
+              "reasoner.llm.model.layers.0.self_attn.q_proj.base_layer.weight"]
+    assert all(torch.equal(s1["model"][k], vq["model"][k]) for k in frozen)  # the stage-1 VQ-VAE and LM stay
+    assert not torch.equal(s1["model"]["attention_head.weight"], vq["model"]["attention_head.weight"])
+    # Stage 2 from stage 1: only the adapters of the LM move (and only after -freeze_llm_epochs).
+    s1_ckpt = str(tmp_path / "s1" / "checkpoint_final.tar")
+    lora_b = "reasoner.llm.model.layers.0.self_attn.v_proj.lora_B.default.weight"
+    for name, freeze, moves in (("s2", "0", True), ("s2_frozen", "1", False)):
+        run(train_data, tmp_path / name, *RUN, "-scenellm_stage", "stage2", "-lr", "1e-3", "-llm_lr", "1e-2",
+            "-epochs", "1", "-stage2_iterations", "4", "-freeze_llm_epochs", freeze, "-resume_from", s1_ckpt)
+        s2 = ckpt(tmp_path / name / "checkpoint_final.tar")
+        assert s2["step"] == 4 and s2["optimizer"]["param_groups"][1]["lr"] == 1e-2
+        assert torch.equal(s2["model"][frozen[2]], s1["model"][frozen[2]])
+        assert (not torch.equal(s2["model"][lora_b], s1["model"][lora_b])) == moves, name
+
+
+def test_predcls_training_beats_random_weights_and_resume_is_exact(train_data, tmp_path):
+    # Plateau scheduler: the learning rate does not depend on the planned length, so 1 + resumed 2 = 3 epochs.
+    flags = ["-model", "scenellm", *SMALL, "-scenellm_stage", "stage1", "-lr", "3e-3", "-scheduler", "plateau",
+             "-eval_freq", "3", "-seed", "1", "-ot_step", "5", "-deterministic", "True"]
+    metrics = run(train_data, tmp_path / "full", *flags, "-epochs", "3")
+    common = ["-data_path", str(train_data), "-cache_dir", str(train_data / "cache"), *TINY]
+    random = test_script.main(common + [*flags[:6], "-random_init", "True", "-seed", "1",
+                                        "-output", str(tmp_path / "rand")])
+    assert metrics["val/with/R@20"] > random["test/with/R@20"] + 0.2, (metrics, random)
+    run(train_data, tmp_path / "part", *flags, "-epochs", "1", "-max_eval_videos", "1")
+    run(train_data, tmp_path / "part", *flags, "-epochs", "3", "-resume_from", "latest")
+    full, resumed = (ckpt(tmp_path / n / "checkpoint_final.tar")["model"] for n in ("full", "part"))
+    for key, value in full.items():  # the OT memory, counter and codebook included
+        assert torch.equal(value, resumed[key]), key
+    assert int(full["ot.forwards"]) > 5 and "Resumed from" in (tmp_path / "part" / "logfile.txt").read_text()

@@ -34,7 +34,7 @@ def load_causal_lm(llm_name: str | None, width: int) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
     if llm_name is None:
         config = _default_config(width)
-        log.info("SceneLLM: no -llm_name given; using a small randomly initialised causal LM (Llama, %d layers, "
+        log.warning("SceneLLM: no -llm_name given; using a small randomly initialised causal LM (Llama, %d layers, "
                  "hidden %d) built from a config.", DEFAULT_LAYERS, width)
         return AutoModelForCausalLM.from_config(config)
     folder = Path(llm_name)
