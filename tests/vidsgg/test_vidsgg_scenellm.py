@@ -199,6 +199,12 @@ def test_llm_name_loads_a_local_folder_and_leaves_the_base_out_of_checkpoints(tm
     torch.testing.assert_close(rebuilt.eval()(e)["spatial_distribution"], model.eval()(e)["spatial_distribution"])
     with pytest.raises(FileNotFoundError, match="no_such_lm"):
         scenellm("-llm_name", str(tmp_path / "no_such_lm"))
+    # On the meta device (summary.py) only the folder's config is read: the same LM, no weights.
+    with torch.device("meta"):
+        meta_model = scenellm("-llm_name", str(tmp_path / "lm"))
+    assert all(p.is_meta for p in meta_model.parameters())
+    assert sum(p.numel() for p in lm_base(meta_model).values()) == sum(p.numel() for p in lm.parameters())
+    assert summary.main(["-model", "scenellm", "-llm_name", str(tmp_path / "lm")]) < summary.main(["-model", "scenellm"])
 
 
 def test_paper_size_parameter_count_on_meta(capsys):
