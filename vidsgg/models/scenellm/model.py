@@ -9,13 +9,19 @@ frame_tokens (T, D), codes (N,) and, in the vqvae stage, the VQ-VAE loss terms. 
     → causal LM + LoRA (project in/out) → GRU over frames → context (T, D) → Linear → (T, d)
     relation features r (P, d) of STTran's transformer; pair p of frame t takes c = context[t]:
     fused = α·r + (1−α)·σ(W[r; c]) ⊙ c with α = FUSION_ALPHA (0.5) → STTran's heads.
-During training the optimal-transport step (ot.py) moves the codebook every -ot_step forwards.
+During training the optimal-transport step (ot.py) moves the codebook every -ot_step forwards, in every stage
+(outside the vqvae stage no gradient reaches the codebook, but OT keeps it on the latent distribution).
 
 Stages (-scenellm_stage): vqvae trains the VQ-VAE alone (loss = reconstruction + codebook + β·commitment; a
 training forward stops after the VQ-VAE); stage1 trains SIA, the LM projections, the GRU, the fusion and STTran
 (loss = α_rel·relations + α_obj·objects) with the VQ-VAE and the LM frozen; stage2 adds the LoRA adapters, at
 -llm_lr, frozen for the first -freeze_llm_epochs epochs. The base LM weights never train; with -llm_name they are
 left out of state_dict() (from_config reloads them from the folder).
+
+Deviations from the paper (no official code): LLaMA-13B → a local -llm_name folder or a small random Llama;
+the ConvGRU runs as a GRU on frame vectors; SIA's clustering is single-linkage on box centres; OT pools latents
+in a ring memory; the decoder is STTran (as m3sgg) with the gated fusion; stage2 keeps training the stage-1
+parts at -lr next to the adapters.
 """
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ log-domain Sinkhorn on the squared-distance cost, and each entry moves halfway t
     e_k ← (1 − rate)·e_k + rate·(Σ_j P_kj z_j / Σ_j P_kj),   rate = 0.5.
 The balanced plan gives every code a share of the data, which revives dead codes and spreads the codebook over
 the latent distribution. The memory, its fill count and the forward counter are buffers, so a resumed run
-updates at the same steps with the same memory. Under DDP the new codebook is averaged over the ranks.
+updates at the same steps with the same memory. Under DDP the buffers are broadcast from rank 0 at every
+forward (so the memory is mostly rank 0's latents) and the new codebook is averaged over the ranks, which
+keeps one codebook everywhere.
 """
 from __future__ import annotations
 
