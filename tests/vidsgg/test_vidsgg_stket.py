@@ -327,7 +327,7 @@ def test_training_beats_random_weights(train_data, tmp_path):
     flags = ["-model", "stket", *ALL_PRIORS, "-enc_layer_num", "1", "-dec_layer_num", "1",
              "-prior_path", str(tmp_path / "TrainPrior.json")]
     common = ["-data_path", str(train_data), "-cache_dir", str(train_data / "cache"), *TINY_STKET]
-    train.main(common + flags + ["-save_path", str(tmp_path / "run"), "-epochs", "8", "-lr", "3e-3", "-eval_freq", "8",
+    train.main(common + flags + ["-save_path", str(tmp_path / "run"), "-epochs", "6", "-lr", "4e-3", "-eval_freq", "6",
                                  "-scheduler", "cosine", "-seed", "1", "-bce_loss"])
     trained = test_script.main(common + ["-model_path", str(tmp_path / "run" / "checkpoint_final.tar")])
     random = test_script.main(common + [*flags, "-random_init", "True", "-seed", "1", "-output", str(tmp_path / "rand")])
