@@ -85,12 +85,10 @@ class SceneLLM(STTran):
         self._base_lm_keys = set(self.reasoner.base_state_names("reasoner.llm."))
         if config.llm_name is not None:
             self.register_state_dict_post_hook(_drop_base_lm)
-        for param in self.parameters():
-            param.requires_grad_(False)
-        for param in self.stage_parameters()[0]:
-            param.requires_grad_(True)
-        for param in self.stage_parameters()[1]:
-            param.requires_grad_(True)
+        main, adapters = self.stage_parameters()
+        trained = {id(p) for p in main + adapters}
+        for param in self.parameters():  # the base LM never trains; start_epoch may freeze the adapters again
+            param.requires_grad_(id(param) in trained)
 
     # ------------------------------------------------------------------ what trains
     def stage_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
