@@ -180,7 +180,7 @@ class STKET(STTran):
         self.branch_heads = nn.ModuleDict({name: RelationHeads(d) for name in ("encoder", "decoder", "ensemble")})
 
     @classmethod
-    def from_config(cls, config: dict) -> "STKET":
+    def from_config(cls, config: dict) -> STKET:
         return cls(STKETConfig(**config))
 
     def encode(self, x: torch.Tensor, im_idx: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
