@@ -264,7 +264,9 @@ def test_flags_that_do_not_apply_are_errors(capsys, prior_file):
                            (["-temporal_prior_loss"], "-temporal_prior_loss needs -use_temporal_prior"),
                            (["-prior_path", prior_file], "-prior_path applies with"),
                            (["-use_spatial_prior", "-pred_contact_threshold", "0.5", "-prior_path", prior_file],
-                            "needs -use_temporal_prior")):
+                            "needs -use_temporal_prior"),
+                           (["-use_temporal_prior", "-pred_contact_threshold", "1.5", "-prior_path", prior_file],
+                            "must be in")):
         with pytest.raises(ValueError, match=message):
             stket(*flags)
     parser = train_parser()

@@ -64,6 +64,8 @@ class STKETConfig(STTranConfig):
         for loss, use in (("spatial_prior_loss", "use_spatial_prior"), ("temporal_prior_loss", "use_temporal_prior")):
             if getattr(self, loss) and not getattr(self, use):
                 raise ValueError(f"-{loss} needs -{use} (the loss trains the heads on that prior)")
+        if not 0.0 <= self.pred_contact_threshold <= 1.0:
+            raise ValueError(f"-pred_contact_threshold must be in [0, 1], got {self.pred_contact_threshold}")
 
 
 class PriorLayer(nn.Module):
