@@ -19,8 +19,10 @@ from common import dist
 
 
 def setup_logger(run_dir: str | os.PathLike | None, name: str = "train", filename: str = "log.txt",
-                 is_main: bool | None = None) -> logging.Logger:
-    """A logger that writes to stdout and `run_dir/filename` on the main rank and stays silent elsewhere."""
+                 is_main: bool | None = None, packages: tuple[str, ...] = ()) -> logging.Logger:
+    """A logger that writes to stdout and `run_dir/filename` on the main rank and stays silent elsewhere.
+    The module loggers (`logging.getLogger(__name__)`) of `common` and of `packages` (the project, e.g. "vidsgg")
+    write to the same place, INFO and above."""
     is_main = dist.is_main() if is_main is None else is_main
     logger = logging.getLogger(name)
     logger.handlers.clear()
@@ -37,9 +39,11 @@ def setup_logger(run_dir: str | os.PathLike | None, name: str = "train", filenam
     for handler in handlers:
         handler.setFormatter(fmt)
         logger.addHandler(handler)
-    # Library modules (common.checkpoint, common.data) log through the root logger: send their warnings here too.
-    logging.getLogger("common").handlers = handlers
-    logging.getLogger("common").setLevel(logging.INFO)
+    # Library modules (common.checkpoint, the project's data/model modules) log through their module loggers:
+    # without this their INFO lines are lost and their warnings reach stderr only.
+    for package in ("common", *packages):
+        logging.getLogger(package).handlers = handlers
+        logging.getLogger(package).setLevel(logging.INFO)
     return logger
 
 

@@ -38,7 +38,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     if cfg.training.deterministic:
         set_deterministic(True)
     seed_everything(cfg.seed, info.rank)
-    logger = setup_logger(run_dir)
+    logger = setup_logger(run_dir, packages=("laq",))
     writer = Writer(run_dir / "tb")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if info.is_main:

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_deterministic(info.device.type == "cpu")  # exact resume on CPU; CUDA keeps its fast kernels
     seed_everything(SEED, info.rank)
     out = Path(args.output_dir)
-    logger = setup_logger(out, name="shadow.train", filename="training.log")
+    logger = setup_logger(out, name="shadow.train", filename="training.log", packages=("shadow",))
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(vars(args), indent=2) + "\n")

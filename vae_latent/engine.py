@@ -97,7 +97,7 @@ def run(config: dict, resume: str | None = None, dump_rank_state: str | None = N
     seed_everything(seed, info.rank)
     rdir = run_dir(config)
     ckpt_dir = rdir / "checkpoints"
-    logger = setup_logger(rdir if info.is_main else None, name="vae_latent")
+    logger = setup_logger(rdir if info.is_main else None, name="vae_latent", packages=("vae_latent",))
     writer = Writer(rdir)  # TensorBoard events directly in logs_vae/<name>/
     if info.is_main:
         common_config.save(config, rdir / "config.yaml")

@@ -45,8 +45,9 @@ def str2bool(value: str) -> bool:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("-mode", choices=sorted(set(MODES + EASG_MODES)), default="predcls",
-        help="Action Genome: predcls (GT boxes+labels), sgcls (GT boxes), sgdet; EASG: easgcls, sgcls, edgecls")
+    add("-mode", choices=sorted(set(MODES + EASG_MODES)), default=None,
+        help="Action Genome: predcls (default; GT boxes+labels), sgcls (GT boxes), sgdet; EASG: easgcls, sgcls, "
+             "edgecls; test.py: the checkpoint's unless given")
     add("-model", choices=MODELS, default=None, help="the relation model (sttran; test.py: the checkpoint's)")
     add("-data_path", default="data/action_genome", help="Action Genome root (annotations/, frames/)")
     add("-datasize", choices=("mini", "small", "large"), default="large",
@@ -187,6 +188,7 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
     """Cross-flag checks (errors name the flags) and the defaults that depend on other flags."""
     args.model = args.model or "sttran"
     args.dataset = args.dataset or "action_genome"
+    args.mode = args.mode or ("easgcls" if args.dataset == "easg" else "predcls")
     for model, flags in MODEL_FLAGS.items():
         given = [f"-{f}" for f in flags if getattr(args, f) is not None]
         if given and args.model != model:

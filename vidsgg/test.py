@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> dict:
             if getattr(args, flag) not in (None, value):
                 parser.error(f"{args.model_path} holds -{flag} {value}, got -{flag} {getattr(args, flag)}")
             setattr(args, flag, value)
+        args.mode = args.mode or state["mode"]  # another mode may be asked for (e.g. an sgcls model in predcls)
     args = validate(args, parser)
     output = Path(args.output or Path(args.model_path).parent)
-    logger = setup_logger(output, name="test", filename="test_log.txt")
+    logger = setup_logger(output, name="test", filename="test_log.txt", packages=("vidsgg",))
     seed_everything(args.seed)
     device = "cpu" if args.device is None else args.device
 
@@ -70,13 +71,20 @@ def main(argv: list[str] | None = None) -> dict:
     results = task.evaluate(model, dataset, store, args.mode, device, args.mean_recall,
                             load_detections(args.detections), args.max_eval_videos, args.strict_data)
 
-    logger.info("%-6s " + " ".join(f"R@{k:<4}" for k in KS) + "  " + " ".join(f"mR@{k:<4}" for k in KS), "")
-    for constraint in [c for c in CONSTRAINTS if all(f"{c}/{m}@{k}" in results for m in ("R", "mR") for k in KS)]:
-        logger.info("%-6s " + " ".join(f"{100 * results[f'{constraint}/R@{k}']:6.2f}" for k in KS) + "  "
-                    + " ".join(f"{100 * results[f'{constraint}/mR@{k}']:6.2f}" for k in KS), constraint)
+    log_table(logger, results)
     metrics = {f"test/{k}": v for k, v in results.items()}
     write_metrics(output, metrics)
     return metrics
+
+
+def log_table(logger, results: dict) -> None:
+    """R@K and mR@K in percent, one row per constraint, for the Ks and constraints the evaluator reported."""
+    ks = [k for k in KS if any(key.endswith(f"/R@{k}") for key in results)]
+    logger.info("%-6s " + " ".join(f"R@{k:<4}" for k in ks) + "  " + " ".join(f"mR@{k:<4}" for k in ks), "")
+    for constraint in [c for c in CONSTRAINTS if f"{c}/R@{ks[0]}" in results]:
+        logger.info("%-6s " + " ".join(f"{100 * results.get(f'{constraint}/R@{k}', float('nan')):6.2f}" for k in ks)
+                    + "  " + " ".join(f"{100 * results.get(f'{constraint}/mR@{k}', float('nan')):6.2f}" for k in ks),
+                    constraint)
 
 
 def apply_test_flags(model, given: dict, parser) -> None:

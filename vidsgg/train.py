@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.deterministic:
         set_deterministic(True)
     run_dir = Path(dist.broadcast_object(str(run_folder(args))))
-    logger = setup_logger(run_dir, filename="logfile.txt")
+    logger = setup_logger(run_dir, filename="logfile.txt", packages=("vidsgg",))
     writer = Writer(run_dir / "tensorboard")
     if info.is_main:
         (run_dir / "config.json").write_text(json.dumps(vars(args), indent=2))

@@ -79,7 +79,7 @@ def frames_with_targets(dataset: ActionGenome) -> list[tuple[str, str, dict]]:
 def main(argv: list[str] | None = None) -> Path:
     args = parser().parse_args(argv)
     run = Path(args.save_path)
-    logger = setup_logger(run, name="detector", filename="detector_log.txt")
+    logger = setup_logger(run, name="detector", filename="detector_log.txt", packages=("vidsgg",))
     seed_everything(args.seed)
     model = build_detector(args)
     if args.model_path:

@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--max_disparity", type=float, default=None, help="valid GT limit (default: model max_disp)")
     parser.add_argument("--num_vis", type=int, default=16, help="colourised predictions to write")
     args = parser.parse_args(argv)
-    logger = setup_logger(args.output, name="evaluate", filename="evaluate_log.txt")
+    logger = setup_logger(args.output, name="evaluate", filename="evaluate_log.txt", packages=("stereo",))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.checkpoint, args.ema, device, args.valid_iters)
     max_disparity = args.max_disparity or model.cfg["max_disp"]

@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     if args.deterministic:
         set_deterministic(True)
     seed_everything(args.seed, info.rank)
-    logger = setup_logger(args.workspace)
+    logger = setup_logger(args.workspace, packages=("stereo",))
     writer = Writer(os.path.join(args.workspace, "tensorboard"))
     ckpt_dir = os.path.join(args.workspace, "checkpoint")
     if info.is_main:

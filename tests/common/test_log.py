@@ -11,6 +11,15 @@ def test_logger_writes_to_stdout_and_file_on_main(tmp_path, capsys):
     assert "hello 7" in capsys.readouterr().out
 
 
+def test_project_module_loggers_reach_the_run_log(tmp_path):
+    setup_logger(tmp_path, name="t_pkg", is_main=True, packages=("someproject",))
+    logging.getLogger("someproject.data").info("skipped %d files", 3)
+    logging.getLogger("common.checkpoint").warning("fell back")
+    logging.getLogger("otherproject.x").info("not routed")
+    text = (tmp_path / "log.txt").read_text()
+    assert "skipped 3 files" in text and "fell back" in text and "not routed" not in text
+
+
 def test_logger_is_silent_off_main(tmp_path, capsys):
     logger = setup_logger(tmp_path / "r1", name="t_other", is_main=False)
     logger.warning("should not appear")
