@@ -212,6 +212,15 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
         given = [f"-{f}" for f in ("spatial_layer", "temporal_layer") if getattr(args, f) is not None]
         if given:
             parser.error(f"{', '.join(given)} do not apply to -model stket: use -enc_layer_num / -dec_layer_num")
+        for loss, use in (("spatial_prior_loss", "use_spatial_prior"), ("temporal_prior_loss", "use_temporal_prior")):
+            if getattr(args, loss) and not getattr(args, use):
+                parser.error(f"-{loss} needs -{use} (the loss trains the heads on that prior)")
+        if args.prior_path is not None and not (args.use_spatial_prior or args.use_temporal_prior):
+            parser.error("-prior_path applies with -use_spatial_prior or -use_temporal_prior only")
+        if args.pred_contact_threshold is not None and not args.use_temporal_prior:
+            parser.error("-pred_contact_threshold selects the temporal prior: it needs -use_temporal_prior")
+        if args.pred_contact_threshold is not None and not 0 <= args.pred_contact_threshold <= 1:
+            parser.error(f"-pred_contact_threshold must be in [0, 1], got {args.pred_contact_threshold}")
     if args.model == "scenellm" and args.scenellm_stage is None:
         args.scenellm_stage = "vqvae"
     args.spatial_layer = 1 if args.spatial_layer is None else args.spatial_layer

@@ -318,11 +318,7 @@ def build_stket(args: argparse.Namespace, base: STTranConfig, words: torch.Tenso
     flags = model_flags(args, "stket")
     prior_path = flags.pop("prior_path", None)
     config = STKETConfig(**vars(base), **flags)
-    uses_prior = config.use_spatial_prior or config.use_temporal_prior
-    if prior_path is not None and not uses_prior:
-        raise ValueError("-prior_path applies with -use_spatial_prior or -use_temporal_prior only")
-    if "pred_contact_threshold" in flags and not config.use_temporal_prior:
-        raise ValueError("-pred_contact_threshold selects the temporal prior: it needs -use_temporal_prior")
+    uses_prior = config.use_spatial_prior or config.use_temporal_prior  # flag combinations: options.validate
     if not uses_prior or torch.empty(()).device.type == "meta":
         return STKET(config, words)
     path = Path(prior_path) if prior_path else Path(args.data_path) / "TrainPrior.json"
