@@ -23,7 +23,7 @@ HEADLINE = {
                    "vae/mse", "laq/mse", "copy_first/mse"],
     "shadow": ["val/iou", "baseline/iou", "val/rmse", "baseline/rmse", "all/iou", "baseline/all/iou"],
     "stereo": ["val/epe", "val/baseline_mean_epe", "val/d1", "eval/epe"],
-    "vidsgg": ["test/with/R@20", "test/no/R@20", "test/with/mR@20", "val/with/R@20"],
+    "vidsgg": ["test/with/R@20", "test/with/mR@20", "val/with/R@20"],
 }
 
 
