@@ -75,6 +75,20 @@ def test_feature_cache_hits_stale_and_key(tmp_path, synth_root):
     assert (store.folder / "manifest.json").is_file()
 
 
+def test_feature_cache_keeps_values_beyond_float16_range(tmp_path, synth_root, caplog):
+    """Random-init deep backbones give features above 65504: cached as float16 they would turn into inf."""
+    sample = ActionGenome(synth_root, "train")[0]
+    entry = build_entry(sample["gt_annotation"], "predcls")
+    store = FeatureStore(FeatureExtractor(18, image_size=48, max_size=64), tmp_path / "cache")
+    computed = store.compute(sample["frame_paths"], entry)
+    huge = (computed[0] * 0 + 1e5, computed[1])
+    store.compute = lambda paths, entry: huge
+    first = store.get(sample, entry)
+    second = store.get(sample, entry)
+    assert torch.isfinite(first[0]).all() and torch.equal(second[0], huge[0]) and store.hits == 1
+    assert "cached in float32" in caplog.text
+
+
 def test_glove_reader(tmp_path):
     path = tmp_path / "glove.txt"
     path.write_text("cup 1 0 0\nglass 0 1 0\nbottle 0 0 1\nperson 2 2 2\n")

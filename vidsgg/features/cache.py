@@ -73,8 +73,15 @@ class FeatureStore:
             log.info("Feature cache entry %s is stale (boxes or pairs changed); recomputing.", path)
         self.misses += 1
         object_features, union_features = self.compute(sample["frame_paths"], entry)
+        dtype = self.dtype
+        largest = max((float(t.abs().max()) for t in (object_features, union_features) if t.numel()), default=0.0)
+        if dtype.is_floating_point and largest > torch.finfo(dtype).max:
+            # float16 tops out at 65504: random-init deep backbones exceed it and the features would become inf.
+            dtype = torch.float32
+            log.warning("Features of %s reach %.3g, beyond %s; cached in float32.", sample["video"], largest,
+                        self.dtype)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"boxes_digest": digest, "object_features": object_features.to(self.dtype).cpu(),
-                    "union_features": union_features.to(self.dtype).cpu()}, tmp)
+        torch.save({"boxes_digest": digest, "object_features": object_features.to(dtype).cpu(),
+                    "union_features": union_features.to(dtype).cpu()}, tmp)
         os.replace(tmp, path)  # atomic: two DDP ranks writing the same video never leave a torn file
-        return object_features.to(self.dtype).float(), union_features.to(self.dtype).float()
+        return object_features.to(dtype).float(), union_features.to(dtype).float()
