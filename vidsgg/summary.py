@@ -24,7 +24,12 @@ def count(module: torch.nn.Module) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = train_parser()
     parser.prog = "python -m vidsgg.summary"
-    args = validate(parser.parse_args(argv if argv is not None else sys.argv[1:]), parser)
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.dataset == "easg":
+        parser.error("-dataset easg: the EASG model's sizes come from the dataset's class lists; count it with "
+                     "train.py's log line instead")
+    args.detections = args.detections or "(not read: the model does not depend on the detections)"
+    args = validate(args, parser)
     c3, c4 = channels(args.backbone_depth)
     with torch.device("meta"):
         model = build_model(args, c4, c3)

@@ -87,3 +87,23 @@ def test_paper_size_parameter_count(capsys):
     heads = (d + 1) * (3 + 6 + 17)
     assert total == 4 * layer + 2 * d + pair + heads == 100_928_106
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"total_params: {total}"
+
+
+@pytest.mark.parametrize("model", ["sttran", "tempura", "stket", "scenellm"])
+def test_summary_builds_every_model_in_every_mode(model, capsys):
+    """Paper size on the meta device; SGDET needs no detections file for counting; SGCLS adds the object
+    classifier to PredCLS's parameters."""
+    counts = {mode: summary.main(["-model", model, "-mode", mode]) for mode in ("predcls", "sgcls", "sgdet")}
+    assert counts["sgcls"] == counts["sgdet"] > counts["predcls"] > 50_000_000
+    if model == "tempura":
+        # STTran + GMM heads (K = 4: μ and σ² per class, π per component) + the memory's query/key projections
+        # − STTran's linear heads.
+        d = 1936
+        gmm = sum((d + 1) * (2 * 4 * c + 4) for c in (3, 6, 17))
+        assert counts["predcls"] == 100_928_106 - (d + 1) * 26 + gmm + 2 * (d * d + d) == 108_803_948
+
+
+def test_summary_refuses_easg(capsys):
+    with pytest.raises(SystemExit):
+        summary.main(["-dataset", "easg", "-mode", "easgcls"])
+    assert "class lists" in capsys.readouterr().err
