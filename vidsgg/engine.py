@@ -71,6 +71,23 @@ def empty_prediction(entry: dict) -> dict:
     return pred
 
 
+def evaluation_entries(dataset, prepare: Callable, mode: str, store: FeatureStore, device: torch.device,
+                       detections: dict | None, max_videos: int, strict: bool):
+    """Yield (sample, entry) for the first `max_videos` items of `dataset` (all when 0); an unreadable item is
+    logged and skipped, or raises with `strict`."""
+    count = len(dataset) if max_videos <= 0 else min(max_videos, len(dataset))
+    for index in range(count):
+        sample = dataset[index]
+        try:
+            entry = prepare(sample, mode, store, device, False, detections)
+        except BadSampleError as exc:
+            if strict:
+                raise
+            log.warning("Evaluation skips %s: %s", sample["video"], exc)
+            continue
+        yield sample, entry
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset, store: FeatureStore, mode: str, device: torch.device,
              mean_recall: str = "per_predicate", detections: dict | None = None, max_videos: int = 0,
@@ -79,16 +96,8 @@ def evaluate(model: torch.nn.Module, dataset, store: FeatureStore, mode: str, de
     was_training = model.training
     model.eval()
     evaluators = {c: SceneGraphEvaluator(mode, c, mean_recall=mean_recall) for c in CONSTRAINTS}
-    count = len(dataset) if max_videos <= 0 else min(max_videos, len(dataset))
-    for index in range(count):
-        sample = dataset[index]
-        try:
-            entry = prepare_entry(sample, mode, store, device, training=False, detections=detections)
-        except BadSampleError as exc:
-            if strict:
-                raise
-            log.warning("Evaluation skips video %s: %s", sample["video"], exc)
-            continue
+    for sample, entry in evaluation_entries(dataset, prepare_entry, mode, store, device, detections, max_videos,
+                                            strict):
         pred = model(entry) if len(entry["pair_idx"]) else empty_prediction(entry)
         for evaluator in evaluators.values():
             evaluator.evaluate_scene_graph(sample["gt_annotation"], pred)

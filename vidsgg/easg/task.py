@@ -2,17 +2,13 @@
 evaluation over a split (the reference's recall@K of (verb, object, edge) triplets)."""
 from __future__ import annotations
 
-import logging
-
 import torch
 
-from common.data import BadSampleError
 from vidsgg.easg.dataset import EASG
 from vidsgg.easg.entries import build_easg_entry
 from vidsgg.easg.evaluation import EASGEvaluator
+from vidsgg.engine import evaluation_entries
 from vidsgg.features.cache import FeatureStore
-
-log = logging.getLogger(__name__)
 
 Dataset = EASG
 
@@ -39,16 +35,8 @@ def evaluate(model: torch.nn.Module, dataset: EASG, store: FeatureStore, mode: s
     was_training = model.training
     model.eval()
     evaluator = EASGEvaluator(mode, len(dataset.classes.edges), mean_recall)
-    count = len(dataset) if max_videos <= 0 else min(max_videos, len(dataset))
-    for index in range(count):
-        sample = dataset[index]
-        try:
-            entry = prepare_entry(sample, mode, store, device, training=False, detections=detections)
-        except BadSampleError as exc:
-            if strict:
-                raise
-            log.warning("Evaluation skips EASG item %s: %s", sample["video"], exc)
-            continue
+    for sample, entry in evaluation_entries(dataset, prepare_entry, mode, store, device, detections, max_videos,
+                                            strict):
         evaluator.evaluate_video(sample, entry, model(entry))
     model.train(was_training)
     return evaluator.summary()
