@@ -88,6 +88,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
     # No buffer sync on forward: the NSVQ hit counters are summed over ranks by the quantiser itself.
     ddp_model = DDP(model, forward_sync_buffers=False) if info.distributed else model
+    # Compiled for the training steps only (evaluation runs eagerly, so eval mode does not trigger a recompile).
+    train_model = torch.compile(ddp_model) if cfg.training.compile else ddp_model
     logger.info("Model %s: %.2fM parameters; %d steps (%d per epoch)", cfg.model.name,
                 sum(p.numel() for p in model.parameters()) / 1e6, total_steps, steps_per_epoch)
 
@@ -150,7 +152,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                 first, future = batch["first"].to(info.device), batch["future"].to(info.device)
                 with timer.section("forward_backward"):
                     with autocast():
-                        out = ddp_model(first, future)
+                        out = train_model(first, future)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(out["loss"]).backward()
                 with timer.section("optimizer"):

@@ -63,3 +63,24 @@ def test_resume_continues_exactly(tmp_path):
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), f"{key} differs after resume"
     assert straight["epoch"] == resumed["epoch"] and straight["batches_done"] == resumed["batches_done"]
+
+
+def test_compile_flag_trains_the_compiled_module(tmp_path, monkeypatch):
+    """training.compile=true hands the model to torch.compile and the training steps call what it returns (a
+    recording stand-in here: compiling for real takes minutes on 2 cores)."""
+    calls = []
+
+    def fake_compile(module):
+        def compiled(*inputs):
+            calls.append(len(inputs))
+            return module(*inputs)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    write_dataset(tmp_path / "data", scenes=8, frames=4, image_size=32, square=8, step_px=2, actions=2)
+    common_args = [f"data.folder={tmp_path / 'data'}", "data.offsets=[1]", "data.max_samples=null",
+                   "data.batch_size=4", "data.val_split=0.25", "training.max_steps=3", "training.val_every_steps=1000"]
+    run(make_cfg(common_args), tmp_path / "eager")
+    assert calls == []
+    run(make_cfg(common_args + ["training.compile=true"]), tmp_path / "compiled")
+    assert calls == [2, 2, 2]  # one compiled call (first, future) per training step
