@@ -17,7 +17,7 @@ from common.seed import seed_everything
 from vidsgg.engine import load_detections, make_store, task_for
 from vidsgg.evaluation import CONSTRAINTS, KS
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
-from vidsgg.options import test_parser, validate
+from vidsgg.options import MODEL_FLAGS, test_parser, validate
 
 BACKBONE_FLAGS = ("backbone_depth", "backbone_weights", "image_size", "max_size")
 TEST_TIME_FLAGS = ("pred_contact_threshold", "mem_feat_lambda")
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
                 parser.error(f"{args.model_path} holds -{flag} {value}, got -{flag} {getattr(args, flag)}")
             setattr(args, flag, value)
         args.mode = args.mode or state["mode"]  # another mode may be asked for (e.g. an sgcls model in predcls)
+        for flag in MODEL_FLAGS.get(args.model, ()):  # the trained model's own flags, unless given again here
+            if getattr(args, flag) is None and trained.get(flag) is not None:
+                setattr(args, flag, trained[flag])
     args = validate(args, parser)
     output = Path(args.output or Path(args.model_path).parent)
     logger = setup_logger(output, name="test", filename="test_log.txt", packages=("vidsgg",))

@@ -352,3 +352,7 @@ def test_training_beats_random_weights(train_data, tmp_path):
     random = test_script.main(common + [*flags, "-random_init", "True", "-seed", "1", "-output",
                                         str(tmp_path / "rand")])
     assert trained["test/with/R@20"] > random["test/with/R@20"] + 0.2, (trained, random)
+    # The script's test setting: the checkpoint's own flags (here -use_temporal_prior) make the threshold valid.
+    at_one = test_script.main(common + ["-model_path", str(tmp_path / "run" / "checkpoint_final.tar"),
+                                        "-pred_contact_threshold", "1.0", "-output", str(tmp_path / "t1")])
+    assert 0 < at_one["test/with/R@20"] <= 1

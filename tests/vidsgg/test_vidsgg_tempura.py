@@ -162,6 +162,23 @@ def test_object_head_memory_and_loss_weighting():
     assert not torch.allclose(memory(e)["obj_logits"], before)
 
 
+def test_memory_projections_train_once_prototypes_exist():
+    """Unused before the first memory pass, so frozen until then (DDP needs a gradient for every trained
+    parameter); the optimizer groups hold them from the start."""
+    e = entry()
+    model = tempura("-obj_mem_compute", mode="sgcls")
+    projections = [model.rel_memory.query.weight, model.obj_memory.key.weight]
+    assert not any(p.requires_grad for p in projections)
+    assert sum(len(g["params"]) for g in model.parameter_groups(1e-3)) == len(list(model.parameters()))
+    acc = model.memory_accumulators()
+    model.accumulate_memory(model(e), e, acc)
+    model.set_memory(acc)
+    model.start_epoch(1)
+    assert all(p.requires_grad for p in projections)
+    sum(model.compute_losses(model(e), e, bce=False).values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in projections)
+
+
 def test_inapplicable_tempura_combinations(capsys):
     parser = train_parser()
     for flags, message in ((["-obj_loss_weighting", "al", "-mode", "sgcls"], "needs -obj_head gmm"),

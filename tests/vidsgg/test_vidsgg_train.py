@@ -161,19 +161,26 @@ def test_resume_is_exact_and_progressive_loads_weights(data, tmp_path):
 
 
 def test_ddp_two_processes(data, tmp_path):
+    """TEMPURA in SGCLS with every memory: its memory projections start unused (no prototypes yet), train from
+    epoch 2 on (DDP re-wrapped), and the prototypes are summed over the ranks."""
     save = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(train.__file__)), "-distributed", "True", "-device", "cpu", "-data_path", str(data),
-           "-save_path", str(save), "-cache_dir", str(tmp_path / "cache"), *TINY, "-epochs", "1",
-           "-eval_freq", "1", "-max_eval_videos", "2"]
+           "-save_path", str(save), "-cache_dir", str(tmp_path / "cache"), *TINY, "-epochs", "2",
+           "-eval_freq", "2", "-max_eval_videos", "2", "-mode", "sgcls", "-model", "tempura", "-obj_mem_compute",
+           "-rel_mem_compute", "seperate", "-tracking", "True", "-lr", "1e-3"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     state = ckpt(save / "checkpoint_final.tar")
-    n_train = len(ActionGenome(data, "train"))
-    assert state["step"] == -(-n_train // 2)  # each rank takes half the videos per epoch
+    n_train = len(ActionGenome(data, "train", "sgcls"))
+    assert state["step"] == 2 * -(-n_train // 2)  # each rank takes half the videos per epoch
     assert len(state["rng"]) == 2
     assert json.loads((save / "metrics.json").read_text())["val/with/frames"] > 0
+    first = ckpt(save / "checkpoint_epoch_1.tar")["model"]
+    weights = state["model"]
+    assert bool(weights["obj_memory.ready"]) and bool(weights["rel_memory.contacting.ready"])
+    assert not torch.equal(weights["rel_memory.spatial.query.weight"], first["rel_memory.spatial.query.weight"])
 
 
 def test_sgdet_with_a_detections_file(data, tmp_path):

@@ -91,6 +91,21 @@ class TEMPURA(STTran):
             self.obj_memory = PrototypeMemory(NUM_OBJECT_CLASSES, OBJECT_HIDDEN, selection, lam)
         self.tracker = ObjectTracker(config.feature_dim, config.heads, config.temporal_window) if config.tracking else None
 
+        self.start_epoch(0)
+
+    def memories(self) -> list[PrototypeMemory]:
+        memories = list(self.rel_memory.values()) if self.separate else [self.rel_memory]
+        return memories + ([self.obj_memory] if self.obj_memory is not None else [])
+
+    def start_epoch(self, epoch: int) -> None:
+        """Memory attention trains from the first epoch after its prototypes exist (restored ones included)."""
+        for memory in self.memories():
+            memory.train_when_ready()
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Every parameter, the memory projections included while still frozen (AdamW skips them until then)."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
     @classmethod
     def from_config(cls, config: dict) -> "TEMPURA":
         return cls(TempuraConfig(**config))

@@ -29,6 +29,12 @@ class PrototypeMemory(nn.Module):
             return (1 - gate) * x + gate * mem
         return (1 - self.lam) * x + self.lam * mem
 
+    def train_when_ready(self) -> None:
+        """The attention projections only shape the output once prototypes exist: until then they are frozen, so
+        DDP (which needs a gradient for every parameter that requires one) does not wait for them."""
+        for param in self.parameters():
+            param.requires_grad_(bool(self.ready))
+
     def accumulator(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Zeroed (sums (classes,d), weights (classes,)) for one pass over the training set."""
         return torch.zeros_like(self.memory), torch.zeros(self.memory.shape[0], device=self.memory.device)
