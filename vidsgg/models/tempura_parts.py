@@ -32,8 +32,9 @@ class PrototypeMemory(nn.Module):
     def train_when_ready(self) -> None:
         """The attention projections only shape the output once prototypes exist: until then they are frozen, so
         DDP (which needs a gradient for every parameter that requires one) does not wait for them."""
+        ready = not self.ready.is_meta and bool(self.ready)  # meta device (summary.py): nothing to read
         for param in self.parameters():
-            param.requires_grad_(bool(self.ready))
+            param.requires_grad_(ready)
 
     def accumulator(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Zeroed (sums (classes,d), weights (classes,)) for one pass over the training set."""
