@@ -37,3 +37,24 @@ def write_rows(path: str | os.PathLike, rows: list[dict]) -> None:
         if missing:
             raise ValueError(f"Benchmark row {row} lacks {sorted(missing)}")
     Path(path).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as an aligned text table: workload, value, unit, target (≥ / ≤), note."""
+    width = max((len(r["workload"]) for r in rows), default=8)
+    lines = [f"{'workload':<{width}}  {'value':>12}  {'unit':<20}  {'target':>10}  note"]
+    for r in rows:
+        target = "-" if r.get("target") is None else f"{'≥' if r.get('higher_is_better', True) else '≤'} {r['target']:g}"
+        lines.append(f"{r['workload']:<{width}}  {r['value']:>12.6g}  {r['unit']:<20}  {target:>10}  {r.get('note', '')}")
+    return "\n".join(lines)
+
+
+def finish(rows: list[dict], json_path: str | os.PathLike | None, table: bool = True) -> list[dict]:
+    """End of a project's bench: the machine line, the table (unless the bench printed its rows as it went) and
+    the JSON rows for scripts/bench.py when `json_path` is given."""
+    print(f"machine: {machine_description()}")
+    if table:
+        print(format_table(rows))
+    if json_path:
+        write_rows(json_path, rows)
+    return rows

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from common.bench import write_rows
+from common.bench import finish
 from common.data import collate_skipping
 from laq.data.datasets import PairDataset
 from laq.data.scenes import discover_scenes
@@ -167,8 +167,7 @@ def main() -> None:
                      "value": round(100 * utilisation, 1), "unit": "% MFU", "target": 40.0, "higher_is_better": True,
                      "note": f"{rate:.0f} samples/s x 0.21 TFLOP/sample", "device": f"GPU: {name}"})
         print(f"GPU {name}: laq_lapa bf16 batch {batch}: {rate:.0f} samples/s, MFU {100 * utilisation:.1f} %")
-    if args.json:
-        write_rows(args.json, rows)
+    finish(rows, args.json, table=False)  # the rows were printed as they were measured
 
 
 if __name__ == "__main__":

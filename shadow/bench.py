@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from common.bench import machine_description, write_rows
+from common.bench import finish
 
 RENDER_TARGET = 4.0  # samples/s at 256², 32 light samples (issue 9)
 
@@ -111,14 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "unit": "samples/s", "target": RENDER_TARGET, "higher_is_better": True,
                      "note": f"median of {runs} runs; shadow mapping + analytic ray casting, numpy/OpenCV, 1 process"})
 
-    print(f"machine: {machine_description()}")
-    print(f"{'workload':<52} {'value':>10}  unit        target  note")
-    for row in rows:
-        target = "-" if row["target"] is None else f"{row['target']:g}"
-        print(f"{row['workload']:<52} {row['value']:>10.3f}  {row['unit']:<10} {target:>6}  {row['note']}")
-    if args.json:
-        write_rows(args.json, rows)
-    return rows
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from common.bench import machine_description, write_rows
+from common.bench import finish
 from stereo.core.model import build_model
 from stereo.train.config import load_config
 
@@ -117,10 +117,7 @@ def main(argv=None) -> list[dict]:
                      "value": round(seconds, 3), "unit": "s/pair", "target": target, "higher_is_better": False,
                      "note": f"peak RSS +{peak:.0f} MiB; {runs_note}; fp32, 2 threads, cnn stereo_v1"})
         print(f"{rows[-1]['workload']:<58} {seconds:8.3f} s   peak +{peak:7.0f} MiB   {runs_note}", flush=True)
-    print(f"machine: {machine_description()}")
-    if args.json:
-        write_rows(args.json, rows)
-    return rows
+    return finish(rows, args.json, table=False)  # the rows were printed as they were measured
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from common.bench import write_rows
+from common.bench import finish
 from common.data import collate_skipping
 from common.seed import worker_init_fn
 from vae_latent.dataset_sthv2 import FrameDataset, discover_videos
@@ -135,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row(f"data pipeline alone, 320x240 JPEG -> 256x256, batch {spec_batch}, 2 workers",
                         spec_batch / statistics.median(pipeline), "samples/s", None, True,
                         f"median of {len(pipeline)} batches after the first"))
-    width = max(len(r["workload"]) for r in rows)
-    print(f"{'workload':<{width}}  {'value':>10}  unit       target  note")
-    for r in rows:
-        target = "-" if r["target"] is None else f"{'>=' if r['higher_is_better'] else '<='} {r['target']}"
-        print(f"{r['workload']:<{width}}  {r['value']:>10.3f}  {r['unit']:<9}  {target:>6}  {r['note']}")
-    if args.json:
-        write_rows(args.json, rows)
+    finish(rows, args.json)
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.bench import write_rows
+from common.bench import finish
 
 TARGET_EVAL = 10_000.0
 TARGET_CACHE_SPEEDUP = 5.0
@@ -186,13 +186,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [bench_evaluator(runs)] + bench_training(runs, args.quick) + parameter_rows()
     for row in rows:
         row["project"] = "vidsgg"
-    print(f"{'workload':<46} {'value':>12} {'unit':<22} {'target':>8}")
-    for row in rows:
-        target = "-" if row["target"] is None else f"{row['target']:g}"
-        print(f"{row['workload']:<46} {row['value']:>12.6g} {row['unit']:<22} {target:>8}")
-    if args.json:
-        write_rows(args.json, rows)
-    return rows
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":
