@@ -143,7 +143,7 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
             if name == "sttran":
                 speeds["uncached"] = len(samples) / median_time(step(plain_store, model, optimizer, False), runs)
             speeds[name] = len(samples) / median_time(step(cached_store, model, optimizer, args.bce_loss), runs)
-            sizes[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            sizes[name] = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
     frames = sum(len(s["frame_keys"]) for s in samples) / len(samples)
     note = f"ResNet-101 @600 on 480x270 frames, {frames:.0f} frames/video, d=484"
     rows = [
