@@ -8,13 +8,13 @@ OUT="${1:?usage: stereo/demo.sh OUT_DIR}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python
-STEPS="${STEREO_DEMO_STEPS:-120}"
+STEPS="${STEREO_DEMO_STEPS:-150}"
 # One intra-op thread: on a shared or busy machine two OpenMP threads per process slow the tiny model down
 # several-fold (spin-waiting), while on 2 idle cores the loss is small.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$OUT"
 
-"$PY" -m stereo.synth --out "$OUT/data/train" --num 48 --height 72 --width 112 --max_disp 30 --seed 0
+"$PY" -m stereo.synth --out "$OUT/data/train" --num 64 --height 72 --width 112 --max_disp 30 --seed 0
 "$PY" -m stereo.synth --out "$OUT/data/val" --num 8 --height 72 --width 112 --max_disp 30 --seed 1
 sed -e "s#data/synth_train#$OUT/data/train#" -e "s#data/synth_val#$OUT/data/val#" \
     "$ROOT/stereo/configs/train/stereo_tiny.json" > "$OUT/stereo_tiny.json"
