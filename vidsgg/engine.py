@@ -157,10 +157,10 @@ def first_good_entry(task: Task, dataset, mode: str, store: FeatureStore, device
     raise BadSampleError(f"No readable video in the training set of {dataset.root}")
 
 
-def planned_steps(batches_per_rank: Callable[[int], int], args: argparse.Namespace) -> int:
-    """Optimizer steps of the whole run (for the schedules): per epoch ceil(batches / accumulation), where an
-    epoch's batch count may change with the curriculum; capped by -stage1/2_iterations."""
-    per_epoch = [-(-batches_per_rank(epoch) // args.batch_size) for epoch in range(args.epochs)]
+def planned_steps(videos_per_rank: Callable[[int], int], args: argparse.Namespace) -> int:
+    """Optimizer steps of the whole run (for the schedules): per epoch ceil(ceil(videos / batch) / accumulation),
+    where an epoch's video count may change with the curriculum; capped by -stage1/2_iterations."""
+    per_epoch = [-(-videos_per_rank(epoch) // args.batch_size) for epoch in range(args.epochs)]
     total = sum(-(-n // args.accumulate_grad_batches) for n in per_epoch)
     return min(total, args.max_steps) if args.max_steps else total
 

@@ -270,8 +270,6 @@ def _validate_training_length(args: argparse.Namespace, parser: argparse.Argumen
     elif args.vqvae_epochs is not None:
         parser.error("-vqvae_epochs applies to -scenellm_stage vqvae only")
     args.epochs = 10 if args.epochs is None else args.epochs
-    if args.model == "scenellm" and stage == "stage1" and args.stage2_iterations is not None:
-        parser.error("-stage2_iterations applies to -scenellm_stage stage2 only")
     if args.model == "scenellm" and stage != "stage1" and args.stage1_iterations is not None:
         parser.error("-stage1_iterations applies to -scenellm_stage stage1 only")
     caps = [v for v in (args.stage1_iterations, args.stage2_iterations) if v] if args.model == "scenellm" else []

@@ -33,7 +33,7 @@ from common.sched import build_scheduler
 from common.seed import seed_everything, set_deterministic
 from vidsgg import checkpointing
 from vidsgg.data.action_genome import collate_videos
-from vidsgg.data.curriculum import curriculum_subset
+from vidsgg.data.curriculum import Curriculum
 from vidsgg.engine import (first_good_entry, load_detections, make_store, memory_pass, planned_steps, task_for,
                            trainable_names, video_loss)
 from vidsgg.models.build import build_model, word_table
@@ -74,9 +74,11 @@ def main(argv: list[str] | None = None) -> dict:
     train_set = task.dataset(args.data_path, "train", args.mode, args.datasize)
     val_set = task.dataset(args.data_path, "test", args.mode, args.datasize)
 
+    curriculum = Curriculum(train_set, args.curriculum_boundaries)
+
     def epoch_loader(epoch: int) -> tuple[ResumableSampler, DataLoader]:
         """This epoch's videos (all of them, or the curriculum's easiest share), sharded over the ranks."""
-        videos = curriculum_subset(train_set, epoch, args.curriculum_boundaries)
+        videos = curriculum.subset(epoch)
         sampler = ResumableSampler(videos, info.world_size, info.rank, shuffle=True, seed=args.seed)
         sampler.set_epoch(epoch)
         return sampler, DataLoader(videos, batch_size=args.batch_size, sampler=sampler, collate_fn=collate_videos,
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     groups = (model.parameter_groups(args.lr) if hasattr(model, "parameter_groups")
               else [{"params": [p for p in model.parameters() if p.requires_grad]}])
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
-    total_steps = planned_steps(lambda epoch: len(epoch_loader(epoch)[0]), args)
+    total_steps = planned_steps(lambda epoch: -(-len(curriculum.subset(epoch)) // info.world_size), args)
     scheduler = build_scheduler(optimizer, args.scheduler, args.warmup_steps, total_steps,
                                 step_size=max(1, total_steps // 3), gamma=0.5 if args.scheduler == "plateau" else 0.1,
                                 patience=1, plateau_mode="max")

@@ -3,7 +3,7 @@ counts following it, and the flag checks."""
 import pytest
 
 from vidsgg.data.action_genome import ActionGenome
-from vidsgg.data.curriculum import curriculum_subset, stage_fraction, video_difficulty
+from vidsgg.data.curriculum import Curriculum, stage_fraction, video_difficulty
 from vidsgg.options import parse_train_args
 
 from tests.vidsgg.test_vidsgg_train import run
@@ -24,8 +24,9 @@ def test_difficulty_and_stage_fractions():
 
 def test_subset_holds_the_easiest_videos(train_data):
     dataset = ActionGenome(train_data, "train")
-    assert curriculum_subset(dataset, 0, []) is dataset
-    first, second, last = (curriculum_subset(dataset, e, [1, 2]) for e in (0, 1, 2))
+    assert Curriculum(dataset, []).subset(0) is dataset
+    curriculum = Curriculum(dataset, [1, 2])
+    first, second, last = (curriculum.subset(e) for e in (0, 1, 2))
     n = len(dataset)
     assert (len(first), len(second), len(last)) == (-(-n // 3), -(-2 * n // 3), n)
     hardest_kept = max(video_difficulty(dataset.videos[i]["gt_annotation"]) for i in first.indices)

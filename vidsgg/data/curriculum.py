@@ -27,14 +27,21 @@ def stage_fraction(epoch: int, boundaries: list[int]) -> float:
     return (stage + 1) / (len(boundaries) + 1)
 
 
-def curriculum_subset(dataset: Dataset, epoch: int, boundaries: list[int]) -> Dataset:
-    """The dataset itself without boundaries, else the Subset of the easiest videos for this epoch (ties keep the
-    dataset order)."""
-    if not boundaries:
-        return dataset
-    if not hasattr(dataset, "videos"):
-        raise ValueError(f"-curriculum needs per-video annotations; {type(dataset).__name__} has none")
-    difficulty = [video_difficulty(video["gt_annotation"]) for video in dataset.videos]
-    order = sorted(range(len(difficulty)), key=lambda i: (difficulty[i], i))
-    keep = max(1, math.ceil(stage_fraction(epoch, boundaries) * len(order)))
-    return Subset(dataset, sorted(order[:keep]))
+class Curriculum:
+    """`subset(epoch)`: the whole dataset without boundaries, else the Subset of the easiest videos for that epoch
+    (ties keep the dataset order). The ranking is computed once, from the annotations."""
+
+    def __init__(self, dataset: Dataset, boundaries: list[int]):
+        self.dataset, self.boundaries = dataset, list(boundaries)
+        self.order: list[int] = []
+        if self.boundaries:
+            if not hasattr(dataset, "videos"):
+                raise ValueError(f"-curriculum needs per-video annotations; {type(dataset).__name__} has none")
+            difficulty = [video_difficulty(video["gt_annotation"]) for video in dataset.videos]
+            self.order = sorted(range(len(difficulty)), key=lambda i: (difficulty[i], i))
+
+    def subset(self, epoch: int) -> Dataset:
+        if not self.boundaries:
+            return self.dataset
+        keep = max(1, math.ceil(stage_fraction(epoch, self.boundaries) * len(self.order)))
+        return Subset(self.dataset, sorted(self.order[:keep]))
