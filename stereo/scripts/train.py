@@ -28,6 +28,7 @@ from common.sampler import ResumableSampler
 from common.seed import seed_everything, set_deterministic
 from common.viz import save_png
 from stereo.core.model import build_model
+from stereo.core.official import load_weights
 from stereo.scripts.evaluate import mean_disparity, validate
 from stereo.train.config import load_config
 from stereo.train.dataloader import EvalDataset, SizedBatchSampler, TrainingDataset
@@ -43,6 +44,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="json config (unknown keys are errors)")
     parser.add_argument("--workspace", default="workspace/debug", help="run folder")
     parser.add_argument("--checkpoint", default=None, help="a .pt path, 'latest', or a step number")
+    parser.add_argument("--init_from", default=None,
+                        help="start from these weights only (a released model_best_bp2.pth or a checkpoint of this "
+                             "project); step, optimizer and schedule start fresh")
     parser.add_argument("--batch_size_forward", type=int, default=8, help="pairs per forward pass per process")
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--enable_gradient_checkpointing", type=str2bool, default=True)
@@ -108,7 +112,11 @@ def main(argv=None) -> dict:
     bad_samples = BadSampleCounter()
 
     # ---------------------------------------------------------------- model, optimizer, EMA
-    model = build_model(config["model"]).to(info.device)
+    # Pretrained parts come from model.vit_weights / model.edgenext_weights, or with the rest from --init_from.
+    model = build_model(config["model"], load_pretrained=args.init_from is None)
+    if args.init_from:
+        load_weights(model, args.init_from)
+    model = model.to(info.device)
     model.gradient_checkpointing = args.enable_gradient_checkpointing
     optimizer = build_optimizer(model, config["optimizer"])
     scheduler = build_lr_scheduler(optimizer, config["lr_scheduler"], args.num_iterations)
@@ -132,7 +140,9 @@ def main(argv=None) -> dict:
             step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
             checkpoint.set_rng_state(state["rng"][info.rank % len(state["rng"])])
         logger.info("Loaded %s; starting at step %d", resumed["path"], step)
-    ddp_model = DDP(model, device_ids=[info.device] if info.device.type == "cuda" else None) if info.distributed else model
+    # find_unused_parameters: the reference's checkpoint layout keeps modules its forward never uses.
+    ddp_model = DDP(model, device_ids=[info.device] if info.device.type == "cuda" else None,
+                    find_unused_parameters=True) if info.distributed else model
     logger.info("Model: %.2fM parameters (%s features, %s correlation); %d training pairs; world size %d",
                 sum(p.numel() for p in model.parameters()) / 1e6, config["model"]["feature_type"],
                 config["model"]["correlation_implementation"], len(dataset), info.world_size)
@@ -189,7 +199,7 @@ def main(argv=None) -> dict:
                 sync = contextlib.nullcontext() if last_micro or not info.distributed else ddp_model.no_sync()
                 with sync:
                     with amp.autocast(info.device, precision):
-                        outputs = ddp_model(batch["left"], batch["right"])
+                        outputs = ddp_model(255 * batch["left"], 255 * batch["right"])  # the model takes 0-255
                     loss, terms = compute_loss(outputs, batch)
                     scaler.scale(loss / accumulation).backward()
                 micro += 1

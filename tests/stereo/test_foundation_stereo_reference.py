@@ -12,6 +12,7 @@ import torch
 
 from stereo.core.foundation_stereo import FoundationStereo
 from stereo.core.official import load_official
+from stereo.core.upsample import InputPadder
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE = FIXTURES / "foundation_stereo_vits"
@@ -75,6 +76,16 @@ def test_attention_over_heads_matches_the_reference_code_as_it_is_today(referenc
         out = model(reference["left"], reference["right"], iters=4)
     assert _max_error(out["init_disparity_quarter"], expected["init_disp"]) <= TOLERANCE_PX
     assert _max_error(out["disparities"][3], expected["disp_iter4"]) <= TOLERANCE_PX
+
+
+def test_depth_anything_feature_matches_the_reference(reference, reference_weights):
+    """The frozen branch alone (its effect on the disparity is diluted by everything after it)."""
+    model = load_official(reference_weights, reference["cfg"])
+    padder = InputPadder(reference["left"].shape, 32)
+    (left,) = padder.pad_images(model.normalize(reference["left"]))
+    with torch.no_grad():
+        feature = model.feature.dino(left)
+    assert _max_error(feature, reference["outputs"]["disparity"]["vit_feature"]) <= 1e-4
 
 
 def test_state_dict_keys_and_shapes_are_the_references():
