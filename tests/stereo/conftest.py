@@ -20,11 +20,11 @@ def synth_dirs(tmp_path_factory):
 
 
 def make_config(tmp_path: Path, train: Path, val: Path, **overrides) -> Path:
-    """The tiny config, pointed at the synthetic data, with 32×64 crops; overrides are merged per section."""
+    """The tiny config, pointed at the synthetic data, with 64×32 (W×H) crops; overrides are merged per section."""
     config = json.loads(TINY_CONFIG.read_text())
     config["data"]["datasets"][0]["path"] = str(train)
     config["data"]["val_datasets"][0]["path"] = str(val)
-    config["data"]["image_sizes"] = [[32, 64]]
+    config["data"]["image_sizes"] = [[64, 32]]  # [W, H]
     config["model"].update({"max_disp": 32, "train_iters": 2, "valid_iters": 2})
     config["data"]["max_disparity"] = 32
     for section, values in overrides.items():
