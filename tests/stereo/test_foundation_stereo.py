@@ -16,14 +16,6 @@ from stereo.core.upsample import InputPadder
 SMALL = {"vit_size": "vits", "max_disp": 32, "hidden_dims": [32, 32, 32], "train_iters": 2, "valid_iters": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two OpenMP threads spin against the other jobs of the shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

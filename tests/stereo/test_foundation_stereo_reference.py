@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from common.checkpoint import CheckpointError
 from stereo.core.foundation_stereo import FoundationStereo
 from stereo.core.official import load_official
 from stereo.core.upsample import InputPadder
+from stereo.scripts import evaluate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE = FIXTURES / "foundation_stereo_vits"
@@ -24,16 +27,6 @@ def _weight_rule():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on the shared 2-core CI machine two OpenMP threads spin against other jobs and made
-    these forwards ~10× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +99,25 @@ def test_paper_size_parameter_counts_equal_the_reference(vit_size, total, traina
         model = FoundationStereo({"vit_size": vit_size, "max_disp": 416})
     assert sum(p.numel() for p in model.parameters()) == total
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+
+
+@pytest.mark.slow
+def test_a_release_folder_in_the_reference_format_gives_the_reference_disparity(reference, reference_weights, tmp_path):
+    """The released-checkpoint path end to end: the fixture's weights written as the reference writes a release
+    (model_best_bp2.pth = {"model", "global_step", "epoch"} beside cfg.yaml with its run keys), read by the scripts'
+    loader with the cfg.yaml found beside the checkpoint."""
+    folder = tmp_path / "23-51-11"
+    folder.mkdir()
+    torch.save({**reference_weights, "global_step": 200000, "epoch": 12}, folder / "model_best_bp2.pth")
+    cfg = {**reference["cfg"], "num_steps": 200000, "finetune_ckpt_name": "model_best_bp2.pth", "world_size": 8}
+    (folder / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    model = evaluate.load_model(str(folder / "model_best_bp2.pth"), False, torch.device("cpu"), 1)
+    with torch.no_grad():
+        disparity = model(reference["left"], reference["right"], test_mode=True)
+    assert _max_error(disparity, reference["outputs"]["disparity"]["disp_iter1"]) <= TOLERANCE_PX
+
+    (folder / "cfg.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match=r"needs its cfg.yaml: pass --cfg \(not found: .*23-51-11/cfg.yaml"):
+        evaluate.load_model(str(folder / "model_best_bp2.pth"), False, torch.device("cpu"), 1)
+    with pytest.raises(CheckpointError, match=r"not found: .*23-51-11/missing\.pth"):
+        evaluate.load_model(str(folder / "missing.pth"), False, torch.device("cpu"), 1)

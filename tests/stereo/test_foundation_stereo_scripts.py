@@ -14,18 +14,11 @@ from stereo.core.model import build_model
 from stereo.core.official import save_official
 from stereo.scripts import demo, evaluate, train
 from stereo.train.dataloader import EvalDataset
+from stereo.train.evaluation import evaluate_dataset
 
-TINY = Path(__file__).resolve().parents[2] / "stereo" / "configs" / "train" / "foundation_stereo_tiny.json"
+TINY = Path(__file__).resolve().parents[2] / "stereo" / "configs" / "train" / "stereo_tiny.json"
 SMALL = {"vit_size": "vits", "max_disp": 32, "hidden_dims": [32, 32, 32], "train_iters": 2, "valid_iters": 2,
          "vit_weights": "random", "edgenext_weights": "random"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two OpenMP threads spin against the other jobs of the shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,8 @@ def test_evaluate_and_demo_accept_the_released_format(release, synth_dirs, tmp_p
     _, val = synth_dirs
     metrics = evaluate.main(["--checkpoint", str(path), "--data", str(val), "--format", "folder", "--valid_iters", "2",
                              "--output", str(tmp_path / "eval"), "--num_vis", "1"])
-    expected = evaluate.validate(model, EvalDataset(str(val), "folder", 32), torch.device("cpu"), iters=2)
+    expected = evaluate_dataset(evaluate.model_predictor(model, torch.device("cpu"), iters=2),
+                                EvalDataset(str(val), "folder", 32), torch.device("cpu"))
     assert metrics["epe"] == pytest.approx(expected["epe"], rel=1e-6) and np.isfinite(metrics["epe"])
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["eval/epe"] == pytest.approx(metrics["epe"])
 

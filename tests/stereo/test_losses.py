@@ -1,12 +1,13 @@
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from stereo.train.config import load_config
 from stereo.train.losses import build_loss, gradient_loss, multi_scale_loss, sequence_loss
+from stereo.train.objective import build_objective
 
-TINY = Path(__file__).resolve().parents[2] / "stereo" / "configs" / "train" / "foundation_stereo_tiny.json"
+TINY = Path(__file__).resolve().parents[2] / "stereo" / "configs" / "train" / "stereo_tiny.json"
 
 
 def _gt():
@@ -59,7 +60,7 @@ def test_multi_scale_and_gradient_terms():
 
 def test_foundation_stereo_config_loss_is_smooth_l1_on_d0_plus_the_gamma_sequence():
     gt, valid = _gt()
-    compute = build_loss(json.loads(TINY.read_text())["loss"])
+    compute = build_objective(load_config(TINY)["loss"])
     init = gt + 0.5                         # smooth-L1 of 0.5 = 0.5 · 0.5² = 0.125
     preds = [gt + 3.0, gt - 2.0, gt + 1.0]  # 0.81·3 + 0.9·2 + 1
     outputs = {"init_disparity": init, "disparities": preds, "disparity": preds[-1]}

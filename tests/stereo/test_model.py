@@ -49,14 +49,6 @@ world_size: 32
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two OpenMP threads spin against the other jobs of the shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("key, file", [("vit_weights", "depth_anything_v2_vits.pth"),
                                        ("edgenext_weights", "edgenext_small")])
 def test_a_pretrained_part_without_a_file_is_a_start_up_error(key, file):

@@ -28,10 +28,10 @@ def trained(tmp_path_factory):
         if not (workspace / "metrics.json").is_file():
             train_dir = synth.write_dataset(root / "train", 24, height=48, width=96, max_disp=24, seed=0)
             val_dir = synth.write_dataset(root / "val", 4, height=48, width=96, max_disp=24, seed=1)
-            config = make_config(root, train_dir, val_dir, data={"image_sizes": [[32, 96]]})
+            config = make_config(root, train_dir, val_dir, data={"image_sizes": [[96, 32]]})
             train.main(["--config", str(config), "--workspace", str(workspace), "--batch_size_forward", "4",
                         "--num_iterations", str(STEPS), "--save_every", str(STEPS), "--log_every", "20",
-                        "--enable_gradient_checkpointing", "false"])
+                        "--enable_gradient_checkpointing", "false", "--enable_mlflow", "false"])
     return {"metrics": json.loads((workspace / "metrics.json").read_text()), "workspace": workspace,
             "val": root / "val", "checkpoint": workspace / "checkpoint" / f"{STEPS:08d}.pt"}
 
@@ -69,11 +69,12 @@ def test_demo_writes_npy_pfm_png_for_any_input_size(trained, tmp_path):
 
 
 def test_summary_counts_the_paper_size_model_on_meta(capsys):
-    config = TINY_CONFIG.parent / "stereo_v1.json"
+    config = TINY_CONFIG.parent / "foundation_stereo_vitl.json"
     total = summary.main(["--config", str(config)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"total_params: {total}"
-    assert total == 10_953_649  # the default cnn model (stereo_v1.json); changes only with the architecture
+    assert total == 374_517_067  # the reference's ViT-L build, counted there (issue 13)
+    assert lines[-2].split() == ["trainable", "39,201,418"]
     parts = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in lines[1:-2]}
     assert sum(parts.values()) == total
 
