@@ -11,7 +11,7 @@ import torch
 from stereo.scripts import train
 from stereo.train.checkpoints import CheckpointWriter
 from stereo.train.cli import str2bool
-from stereo.train.resume import ConfigChangeError
+from stereo.train.resume import ConfigChangeError, resolve_checkpoint
 
 from tests.stereo.conftest import make_config
 
@@ -99,15 +99,22 @@ def test_resume_latest_step_and_path_is_exact_in_every_tensor(tmp_path, config, 
     _resume(tmp_path / "split", "--checkpoint", "latest", "--num_iterations", 4)
     reference = step_files(straight, 4)
     assert_same(reference, step_files(tmp_path / "split", 4))
-    # By step number, by the step's .pt path and by the latest.pt pointer: all continue to the same state.
-    for name, spec in (("number", "2"), ("path", "{ws}/checkpoint/00000002.pt"), ("pointer", "{ws}/checkpoint/latest.pt")):
-        workspace = tmp_path / name
-        shutil.copytree(tmp_path / "split" / "checkpoint", workspace / "checkpoint")
-        for suffix in ("", "_ema", "_optimizer"):
-            (workspace / "checkpoint" / f"00000004{suffix}.pt").unlink()
-        torch.save({"model_config": {}, "step": 2}, workspace / "checkpoint" / "latest.pt")
-        _resume(workspace, "--checkpoint", spec.format(ws=workspace), "--num_iterations", 4)
-        assert_same(reference, step_files(workspace, 4), name)
+    # By step number, by the step's .pt path and by the latest.pt pointer: the same step, every saved tensor (one
+    # of them also trained on: the resumed training itself is the "latest" run above).
+    workspace = tmp_path / "by_spec"
+    shutil.copytree(tmp_path / "split" / "checkpoint", workspace / "checkpoint")
+    for suffix in ("", "_ema", "_optimizer"):
+        (workspace / "checkpoint" / f"00000004{suffix}.pt").unlink()
+    torch.save({"model_config": {}, "step": 2}, workspace / "checkpoint" / "latest.pt")
+    saved = step_files(straight, 2)
+    for spec in ("2", "{ws}/checkpoint/00000002.pt", "{ws}/checkpoint/latest.pt", "latest", "{ws}/checkpoint"):
+        point = resolve_checkpoint(spec.format(ws=workspace), workspace / "checkpoint")
+        assert point.step == 2 and point.training is not None, spec
+        assert_same(saved[""]["model"], point.model, spec)
+        assert_same({k: saved["_ema"][k] for k in ("model", "n_averaged")}, point.ema, spec)
+        assert_same(saved["_optimizer"]["optimizer"], point.training["optimizer"], spec)
+    _resume(workspace, "--checkpoint", "{ws}/checkpoint/latest.pt".format(ws=workspace), "--num_iterations", 4)
+    assert_same(reference, step_files(workspace, 4), "pointer")
 
 
 def test_latest_passes_over_a_truncated_newest_step(tmp_path, config, straight):
@@ -170,7 +177,7 @@ def test_fresh_run_into_a_used_workspace_and_changed_settings_are_refused(tmp_pa
     with pytest.raises(ConfigChangeError, match="settings.batch_size_forward: 2 -> 3"):
         _resume(tmp_path / "ws", "--checkpoint", "latest", "--num_iterations", 4, "--batch_size_forward", 3)
     faster = resume_config(tmp_path, synth_dirs, name="faster.json", optimizer={"lr": 1e-2})
-    with pytest.raises(ConfigChangeError, match="config.optimizer.lr: 0.002 -> 0.01"):
+    with pytest.raises(ConfigChangeError, match="config.optimizer.lr: 0.0002 -> 0.01"):
         _resume(tmp_path / "ws", "--config", faster, "--checkpoint", "latest", "--num_iterations", 4)
     metrics = _resume(tmp_path / "ws", "--config", faster, "--checkpoint", "latest", "--num_iterations", 3,
                       "--allow_config_change", "true")
