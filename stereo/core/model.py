@@ -6,7 +6,7 @@ from torch import nn
 
 from stereo.core.foundation_stereo import FoundationStereo
 from stereo.core.model_config import MODEL_DEFAULTS, check_model_config
-from stereo.core.pretrained import load_depth_anything, load_edgenext
+from stereo.core.pretrained import check_weight_files, load_depth_anything, load_edgenext
 
 __all__ = ["MODEL_DEFAULTS", "build_model", "count_parameters", "validate_model_config"]
 
@@ -19,6 +19,8 @@ def validate_model_config(cfg: dict) -> None:
 def build_model(model_cfg: dict, load_pretrained: bool = True) -> FoundationStereo:
     """A FoundationStereo for `model_cfg`. load_pretrained=False skips model.vit_weights / model.edgenext_weights
     (the caller loads a whole-model checkpoint next, or builds on the meta device to count parameters)."""
+    if load_pretrained:
+        check_weight_files(check_model_config(model_cfg))
     model = FoundationStereo(model_cfg)
     if load_pretrained:
         load_depth_anything(model.feature.dino.depth_anything, model.cfg["vit_weights"], model.cfg["vit_size"])

@@ -37,6 +37,16 @@ def _require_file(value, key: str, what: str) -> Path:
     return path
 
 
+def check_weight_files(cfg: dict) -> None:
+    """Fail before building anything when a pretrained part names no file or a missing one (a ViT-L takes seconds
+    to build)."""
+    if cfg["vit_weights"] != RANDOM:
+        _require_file(cfg["vit_weights"], "vit_weights", f"DepthAnything-V2's depth_anything_v2_{cfg['vit_size']}.pth")
+    if cfg["edgenext_weights"] != RANDOM:
+        _require_file(cfg["edgenext_weights"], "edgenext_weights",
+                      "timm's edgenext_small ImageNet weights (model.safetensors)")
+
+
 def _check_and_load(module: nn.Module, state: dict, path: Path, key: str) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))

@@ -34,6 +34,7 @@ from common.seed import loader_generator, seed_everything, set_deterministic, wo
 from common.viz import save_png
 from stereo.core.model import build_model
 from stereo.core.official import load_weights
+from stereo.core.pretrained import PretrainedWeightsError
 from stereo.train.checkpoints import CheckpointWriter, load_ema_state, remove_stale_temp_files
 from stereo.train.cli import LaunchError, check_launch_environment, non_negative_int, positive_int, str2bool
 from stereo.train.config import load_config
@@ -47,7 +48,7 @@ from stereo.train.utils import build_lr_scheduler, build_optimizer, visualise
 
 # Errors that mean "the command, its config, its data or its run folder is not right" (their messages say what to do).
 USER_ERRORS = (ConfigError, ConfigChangeError, FileExistsError, FileNotFoundError, CheckpointError, BadSampleError,
-               EvaluationError, LaunchError)
+               EvaluationError, LaunchError, PretrainedWeightsError)
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "train", "stereo_v1.json")
 # The guide's "Command Line Options" table (plus --num_vis_images, --enable_profiler, --deterministic). These
 # flags default to None on the command line so that a resumed run keeps its own values unless they are given.

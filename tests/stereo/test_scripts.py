@@ -2,6 +2,7 @@
 promise. (That the model beats the best constant disparity on held-out pairs is the demo's headline: a run long
 enough for that takes minutes on CPU.)"""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 from filelock import FileLock
 
 from stereo import summary, synth
-from stereo.scripts import demo, evaluate, train
+from common.package_data import PackageDataUnavailable
+from stereo.scripts import demo, evaluate, headline, train
 from stereo.train.dataloader import read_pfm, read_disparity
 
 from tests.stereo.conftest import TINY_CONFIG, make_config
@@ -25,7 +27,9 @@ def trained(tmp_path_factory):
     """One short training shared by all tests here, also across pytest-xdist workers (a file lock in the
     session's common temp folder: the worker that comes second reuses the first one's run). Two pairs, no
     augmentation, one batch per step: the same batch every step, so the loss must fall."""
-    root = tmp_path_factory.getbasetemp().parent / "stereo_trained"
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist the workers' folders share this session's parent; without it the parent is shared by sessions.
+    root = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "stereo_trained"
     with FileLock(str(root) + ".lock"):
         workspace = root / "ws"
         if not (workspace / "metrics.json").is_file():
@@ -94,3 +98,24 @@ def test_synth_cli_writes_the_folder_format_with_right_disparity(tmp_path):
         assert sorted(p.name for p in (tmp_path / sub).iterdir()) == ["000000.png", "000001.png"]
     disp = read_disparity(tmp_path / "left" / "disparity" / "000000.png")
     assert disp.shape == (40, 64) and 0 < disp.min() and disp.max() <= 16
+
+
+def test_headline_rows_put_the_model_beside_the_best_constant_and_the_real_pair(trained, tmp_path):
+    try:
+        rows = headline.main(["--run", str(trained["workspace"]), "--checkpoint", str(trained["checkpoint"]),
+                              "--output", str(tmp_path / "headline.json"), "--real_scale", "0.25"])["rows"]
+    except PackageDataUnavailable as exc:  # only when the package index cannot be reached
+        pytest.skip(str(exc))
+    assert json.loads((tmp_path / "headline.json").read_text())["rows"] == rows
+    assert [row["kind"] for row in rows] == ["model", "baseline", "real", "real"]
+    assert rows[0]["value"] == pytest.approx(trained["metrics"]["val/epe"])
+    assert rows[1]["value"] == pytest.approx(trained["metrics"]["val/best_constant_epe"])
+    assert "185x125" in rows[2]["name"] and all(np.isfinite(row["value"]) for row in rows)
+    assert not any(row["higher_is_better"] for row in rows)
+    sample = headline.motorcycle_sample(0.25, 32)
+    assert sample["left"].shape == (3, 125, 185) and sample["disparity"].shape == (1, 125, 185)
+    valid = sample["disparity"][sample["valid"]]
+    assert 0.85 < float(sample["valid"].float().mean()) and 1.5 < float(valid.min()) and float(valid.max()) < 16
+    # The real pair's best constant is the weighted median of its valid GT: no other constant does better.
+    median = float(valid.median())
+    assert rows[3]["value"] <= float((valid - median).abs().mean()) + 0.02

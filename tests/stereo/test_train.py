@@ -3,17 +3,24 @@ tensor), fallback past truncated steps, the latest.pt pointer, pruning, refused 
 into used folders, flag validation, metrics.json."""
 import argparse
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from stereo.core.pretrained import PretrainedWeightsError
 from stereo.scripts import train
 from stereo.train.checkpoints import CheckpointWriter
 from stereo.train.cli import str2bool
 from stereo.train.resume import ConfigChangeError, resolve_checkpoint
 
 from tests.stereo.conftest import make_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SMALL_MODEL = {"hidden_dims": [16, 16, 16]}  # the smallest FoundationStereo (vits, random weights)
 # A schedule that does not depend on --num_iterations, so a run can be split into shorter runs and stay exact.
@@ -111,7 +118,8 @@ def test_resume_latest_step_and_path_is_exact_in_every_tensor(tmp_path, config, 
         point = resolve_checkpoint(spec.format(ws=workspace), workspace / "checkpoint")
         assert point.step == 2 and point.training is not None, spec
         assert_same(saved[""]["model"], point.model, spec)
-        assert_same({k: saved["_ema"][k] for k in ("model", "n_averaged")}, point.ema, spec)
+        assert_same(saved["_ema"]["model"], point.ema["model"], spec)
+        assert_same(saved["_ema"]["n_averaged"], point.ema["n_averaged"], spec)
         assert_same(saved["_optimizer"]["optimizer"], point.training["optimizer"], spec)
     _resume(workspace, "--checkpoint", "{ws}/checkpoint/latest.pt".format(ws=workspace), "--num_iterations", 4)
     assert_same(reference, step_files(workspace, 4), "pointer")
@@ -240,3 +248,18 @@ def test_mlflow_tracking_uri_and_params(tmp_path, synth_dirs, monkeypatch):
     assert params["config.optimizer.lr"] == "0.0002" and params["settings.batch_size_forward"] == "2"
     assert params["config.data.image_sizes"] == "[[64, 32]]"
     assert "train_loss" in metrics and "val_epe" in metrics
+
+
+def test_the_guides_config_builds_foundation_stereo_and_names_the_missing_weights_file(tmp_path, synth_dirs):
+    guide = json.loads((Path(train.DEFAULT_CONFIG)).read_text())
+    guide["data"]["datasets"][0]["path"] = str(synth_dirs[0])
+    path = tmp_path / "stereo_v1.json"
+    path.write_text(json.dumps(guide))
+    with pytest.raises(PretrainedWeightsError, match=r"model.vit_weights: file not found: "
+                                                     r"pretrained_models/depth_anything_v2_vitl.pth"):
+        _run(path, tmp_path / "ws", "--num_iterations", 1)
+    result = subprocess.run([sys.executable, "stereo/scripts/train.py", "--config", str(path), "--workspace",
+                             str(tmp_path / "cli"), "--enable_mlflow", "false"], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "train.py: error: model.vit_weights: file not found" in result.stderr
