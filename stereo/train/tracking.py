@@ -65,8 +65,10 @@ def start_tracking(enabled: bool, workspace: str | Path, params: dict, run_id: s
     mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}" if local else os.environ["MLFLOW_TRACKING_URI"])
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the SQLite schema set-up is chatty
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        # A local store keeps its artifacts in the workspace (MLflow's default is ./mlruns of the current folder).
-        mlflow.create_experiment(EXPERIMENT, artifact_location=(workspace / "mlartifacts").as_uri() if local else None)
+        # A database store without a server keeps its artifacts in the workspace: MLflow's default is ./mlruns of
+        # whatever folder the run was started from. A tracking server decides for itself.
+        served = not local and os.environ["MLFLOW_TRACKING_URI"].startswith(("http://", "https://", "databricks"))
+        mlflow.create_experiment(EXPERIMENT, artifact_location=None if served else (workspace / "mlartifacts").as_uri())
     mlflow.set_experiment(EXPERIMENT)
     if run_id is not None:
         try:

@@ -241,6 +241,8 @@ def test_mlflow_tracking_uri_and_params(tmp_path, synth_dirs, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     _run(config, tmp_path / "n", "--num_iterations", 1, "--enable_mlflow", "true")
     assert not (tmp_path / "n" / "mlflow.db").exists()
+    assert not (Path.cwd() / "mlruns").exists()  # artifacts stay with the run, not in the current folder
+    assert (tmp_path / "n" / "mlartifacts").is_dir()
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["stereo"], output_format="list")
     assert len(runs) == 1
