@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import checkpoint, dist
+from common import dist, run_checks
 from common.config import ConfigError
 
 RESUME_LATEST = ("latest", "auto", "last")
 STEP_PATTERN = r"step_(\d+)\.pt"
-MODEL_FILES = ("vae_final.pt", "vae_best.pt")
+CHECKPOINT_GLOBS = ("step_*.pt", "vae_final.pt", "vae_best.pt")
 
 
 def resolve_run_dir(config: dict, resume: str | None) -> Path:
@@ -33,12 +33,11 @@ def resolve_run_dir(config: dict, resume: str | None) -> Path:
 
 
 def check_fresh_run_folder(ckpt_dir: Path) -> None:
-    """Raise when a fresh run would write into `ckpt_dir` while it holds checkpoints of an earlier run."""
-    found = [path.name for _, path in checkpoint.numbered(ckpt_dir, STEP_PATTERN)]
-    found += [name for name in MODEL_FILES if (ckpt_dir / name).is_file()]
-    if found:
-        shown = ", ".join(found[-3:]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        raise FileExistsError(
-            f"{ckpt_dir} already holds checkpoints of an earlier run ({shown}), and this run starts fresh. "
-            "Continue that run with --resume auto, or start a new one elsewhere: "
-            "--set logging_params.name=NEW_NAME (or logging_params.name=null for a time-stamped folder).")
+    """Raise common.run_checks.RunFolderInUse when a fresh run would write into `ckpt_dir` while it holds
+    checkpoints of an earlier run (the common check, with this project's way to continue or start elsewhere)."""
+    try:
+        run_checks.check_fresh_run_folder(ckpt_dir, resuming=False, globs=CHECKPOINT_GLOBS)
+    except run_checks.RunFolderInUse as exc:
+        raise run_checks.RunFolderInUse(
+            f"{exc} Continue that run with --resume auto, or start a new one elsewhere: "
+            "--set logging_params.name=NEW_NAME (or logging_params.name=null for a time-stamped folder).") from None

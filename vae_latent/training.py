@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from common import checkpoint, dist
+from common import checkpoint, dist, run_checks
 from common import config as common_config
 from common.amp import autocast, grad_scaler, parse_precision
 from common.data import BadSampleCounter, collate_skipping
@@ -35,6 +35,13 @@ from vae_latent.vae_config import load_config
 from vae_latent.vanilla_vae_model import build_model, to_unit_range, vae_loss
 
 N_IMAGES = 8  # reconstructions and prior samples per logged grid
+# Keys whose change between a run and its resumption breaks the exact continuation (refused unless
+# --allow_config_change); other changed keys (logging periods, workers, run length) are only warned about.
+EXACT_RESUME_KEYS = ("model_params", "exp_params", "data_params.data_path", "data_params.labels_dir",
+                     "data_params.image_size", "data_params.train_batch_size", "data_params.frames_per_video",
+                     "data_params.val_fraction", "data_params.max_val_videos", "trainer_params.gradient_clip_val",
+                     "trainer_params.gradient_clip_algorithm", "trainer_params.deterministic")
+RESUME_MAY_CHANGE = ("trainer_params.max_epochs", "trainer_params.max_steps")  # extending a run is the point
 
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
@@ -44,6 +51,9 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
                         help="override one config key, e.g. --set exp_params.LR=3e-4 (repeatable)")
     parser.add_argument("--resume", default=None,
                         help="auto (or latest): newest valid checkpoint of this run folder; or a checkpoint path")
+    parser.add_argument("--allow_config_change", action="store_true",
+                        help="resume even though the config differs from the checkpoint's in a key that breaks an "
+                             "exact continuation (model, data, optimisation); the changes are logged")
     parser.add_argument("--dump_rank_state", default=None, help=argparse.SUPPRESS)  # test hook: per-rank weights
     return parser.parse_args(argv)
 
@@ -63,7 +73,8 @@ def main(argv: list[str] | None = None, allow_distributed: bool = True,
     config = load_config(args.config, args.overrides)
     if not allow_distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("train_single_gpu.py runs one process; launch train_ddp.py with torchrun for several.")
-    return run(config, resume=args.resume, dump_rank_state=args.dump_rank_state)
+    return run(config, resume=args.resume, allow_config_change=args.allow_config_change,
+               dump_rank_state=args.dump_rank_state)
 
 
 def clip_gradients(params: list[torch.nn.Parameter], clip_val: float | None, algorithm: str,
@@ -87,7 +98,8 @@ def make_loader(dataset, sampler, batch_size: int, num_workers: int, seed: int, 
                       persistent_workers=False)  # workers must see the dataset's new epoch each epoch
 
 
-def run(config: dict, resume: str | None = None, dump_rank_state: str | None = None) -> dict:
+def run(config: dict, resume: str | None = None, allow_config_change: bool = False,
+        dump_rank_state: str | None = None) -> dict:
     """Train as `config` says; returns the last validation metrics (flat keys, as in metrics.json)."""
     model_cfg, data_cfg, exp_cfg = config["model_params"], config["data_params"], config["exp_params"]
     trainer_cfg, log_cfg = config["trainer_params"], config["logging_params"]
@@ -108,6 +120,11 @@ def run(config: dict, resume: str | None = None, dump_rank_state: str | None = N
             raise checkpoint.CheckpointError(f"--resume {resume}: no checkpoint in {ckpt_dir} could be read "
                                              "(see the warnings above)")
         check_fresh_run_folder(ckpt_dir)
+    else:
+        run_checks.check_resume_config(state.get("config"), config, EXACT_RESUME_KEYS, allow_config_change,
+                                       ignore=RESUME_MAY_CHANGE)
+    if info.is_main:
+        checkpoint.remove_stale_temp_files(ckpt_dir)  # left by a save that a kill interrupted
     logger = setup_logger(rdir if info.is_main else None, name="vae_latent", packages=("vae_latent",))
     writer = Writer(rdir)  # TensorBoard events directly in logs_vae/<name>/
     if info.is_main:
@@ -153,18 +170,14 @@ def run(config: dict, resume: str | None = None, dump_rank_state: str | None = N
         guard.load_state_dict(state["guard"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
         best_val_loss = state["best_val_loss"]
-        rng = state["rng"]
-        checkpoint.set_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
+        checkpoint.restore_rng_states(state["rng"])
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
     # Synchronised BN keeps running statistics identical on every rank, so DDP need not re-broadcast buffers.
     train_model = DDP(model, broadcast_buffers=False) if info.distributed else model
     prior_z_generator = torch.Generator().manual_seed(seed)  # the same prior samples at every logging step
 
     def save(path: Path, full: bool = True, extra: dict | None = None) -> None:
-        rng_all = [checkpoint.rng_state()]
-        if info.distributed:
-            rng_all = [None] * info.world_size
-            torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
+        rng_all = checkpoint.gather_rng_states()  # a collective: every rank calls it
         if info.is_main:
             payload = {"model": model.state_dict(), "config": config, "step": step, "epoch": epoch, **(extra or {})}
             if full:
@@ -173,7 +186,7 @@ def run(config: dict, resume: str | None = None, dump_rank_state: str | None = N
                                best_val_loss=best_val_loss, rng=rng_all)
             checkpoint.save(path, payload)
             if full:
-                checkpoint.prune(ckpt_dir, log_cfg["keep_last_checkpoints"], STEP_PATTERN)
+                checkpoint.prune(ckpt_dir, log_cfg["keep_last_checkpoints"], STEP_PATTERN, keep=(path,))
         dist.barrier()
 
     def validate() -> dict:

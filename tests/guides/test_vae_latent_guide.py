@@ -205,7 +205,7 @@ def test_line78_train_ddp_runs_one_process_on_the_cpu_and_writes_the_run(workspa
 def test_line262_training_again_into_the_same_run_folder_is_refused(workspace):
     result = run_guide_command(PROJECT, TRAIN_DDP_AGAIN.command(**workspace), expect_success=False)
     assert result.returncode == 1
-    assert "already holds checkpoints of an earlier run" in result.stderr and "--resume auto" in result.stderr
+    assert "checkpoint(s) of an earlier run" in result.stderr and "--resume auto" in result.stderr
 
 
 @pytest.mark.slow

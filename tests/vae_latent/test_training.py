@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from common import checkpoint
+from common.run_checks import ConfigChangeError, RunFolderInUse
 from common.seed import set_deterministic
 from vae_latent import training
 from vae_latent.vae_config import load_config
@@ -15,8 +16,9 @@ def deterministic():
     set_deterministic(False)
 
 
-def train(config_path, *overrides, resume=None):
-    return training.run(load_config(config_path, list(overrides)), resume=resume)
+def train(config_path, *overrides, resume=None, allow_config_change=False):
+    return training.run(load_config(config_path, list(overrides)), resume=resume,
+                        allow_config_change=allow_config_change)
 
 
 def test_exponential_lr_steps_once_per_epoch_not_per_step(frames_data, config_for, tmp_path):
@@ -176,7 +178,7 @@ def test_a_fresh_run_in_a_folder_with_checkpoints_is_refused(frames_data, config
     train(path, "trainer_params.max_steps=6")
     ckpt_dir = tmp_path / "logs_vae/run/checkpoints"
     before = {p.name: p.stat().st_mtime_ns for p in ckpt_dir.iterdir()}
-    with pytest.raises(FileExistsError, match="already holds checkpoints.*--resume auto"):
+    with pytest.raises(RunFolderInUse, match="already holds .*checkpoint.*of an earlier run.*--resume auto"):
         train(path, "trainer_params.max_steps=3")
     assert {p.name: p.stat().st_mtime_ns for p in ckpt_dir.iterdir()} == before  # nothing pruned or rewritten
     assert train(path, "trainer_params.max_steps=8", resume="auto")["step"] == 8
@@ -214,3 +216,24 @@ def test_progress_bar_on_rank_zero(frames_data, config_for, monkeypatch, capsys)
     train(config_for(frames_data))  # 5 training videos, one frame each, batch 4: 1 step per epoch, 2 epochs
     err = capsys.readouterr().err
     assert "train: 100%" in err and "2/2" in err and "loss=" in err
+
+
+def test_resuming_with_a_changed_learning_rate_is_refused_unless_allowed(frames_data, config_for, tmp_path):
+    path = config_for(frames_data, data_params={"frames_per_video": "all"})
+    train(path, "trainer_params.max_steps=4")
+    with pytest.raises(ConfigChangeError, match=r"exp_params.LR: 0.005 -> 0.003.*--allow_config_change"):
+        train(path, "trainer_params.max_steps=6", "exp_params.LR=0.003", resume="auto")
+    assert train(path, "trainer_params.max_steps=6", "exp_params.LR=0.003", resume="auto",
+                 allow_config_change=True)["step"] == 6
+    # a longer run and another logging period are not refused
+    assert train(path, "trainer_params.max_steps=7", "exp_params.LR=0.003", "trainer_params.log_every_n_steps=3",
+                 resume="auto")["step"] == 7
+
+
+def test_stale_temporary_files_of_an_interrupted_save_are_removed(frames_data, config_for, tmp_path):
+    path = config_for(frames_data, data_params={"frames_per_video": "all"})
+    train(path, "trainer_params.max_steps=2")
+    stale = tmp_path / "logs_vae/run/checkpoints/.step_00000004.pt.abcd1234.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train(path, "trainer_params.max_steps=3", resume="auto")
+    assert not stale.exists()
