@@ -9,17 +9,12 @@ schema: an unknown key or a value of the wrong type is an error naming the dotte
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
-
-from common.config import ConfigError, load_file
+from common import config as common_config
+from common.config import ConfigError
 
 SPEC_CONFIG = Path(__file__).with_name("config_vae_sthv2.yaml")
 
@@ -94,82 +89,13 @@ class VAEConfig:
 # ---------------------------------------------------------------- loading
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict:
-    """Schema defaults <- YAML file at `path` (optional) <- dotted overrides, validated; a plain dict.
+    """Schema defaults <- YAML file at `path` (optional) <- dotted `--set` overrides, validated; a plain dict.
 
-    Raises ConfigError naming the key for an unknown key, a wrong type or a value out of range."""
-    config = OmegaConf.structured(VAEConfig)
-    if path is not None:
-        config = _merged(config, load_file(path), f"config file {path}")
-    for item in overrides:
-        config = _merged(config, _parse_override(item), f"override {item!r}")
-    resolved = OmegaConf.to_container(config)
+    Loading is common.config.load_config (OmegaConf structured config of VAEConfig): ConfigError naming the key for
+    an unknown key or a wrong type; `validate` adds the ranges and choices that types cannot express."""
+    resolved = common_config.to_dict(common_config.load_config(VAEConfig, path, overrides, override_name="--set"))
     validate(resolved)
     return resolved
-
-
-def _merged(config, update: dict, source: str):
-    """OmegaConf.merge with its errors turned into messages that name the key and the expected type."""
-    try:
-        return OmegaConf.merge(config, update)
-    except ConfigKeyError as exc:
-        parent = exc.full_key.rsplit(".", 1)[0] if "." in exc.full_key else ""
-        known = ", ".join(_fields(VAEConfig, parent)) or "(none)"
-        raise ConfigError(f"Unknown config key '{exc.full_key}' ({source}). Known keys here: {known}") from None
-    except OmegaConfBaseException as exc:
-        if not exc.full_key:  # a whole section replaced by a scalar
-            raise ConfigError(f"{source}: each section ({', '.join(_fields(VAEConfig, ''))}) must be a mapping "
-                              f"of keys ({exc.msg.splitlines()[0]})") from None
-        expected = _type_name(_field_type(VAEConfig, exc.full_key.split("[")[0]))
-        raise ConfigError(f"Config key '{exc.full_key}' expects {expected}, got {exc.value!r} ({source})") from None
-
-
-def _parse_override(item: str) -> dict:
-    """"a.b=value" -> {"a": {"b": value}}: the text as is for a string key (so `name=2024.10` stays a string),
-    else read as YAML (numbers, lists, null, true/false)."""
-    if "=" not in item:
-        raise ConfigError(f"Override {item!r} must look like key.sub=value")
-    dotted, raw = (part.strip() for part in item.split("=", 1))
-    keys = dotted.split(".")
-    if not all(keys):
-        raise ConfigError(f"Override {item!r} has an empty key")
-    kind = _field_type(VAEConfig, dotted)
-    if dataclasses.is_dataclass(kind):
-        raise ConfigError(f"Override {item!r} names the section '{dotted}'; give one of its keys: "
-                          f"{', '.join(_fields(VAEConfig, dotted))}")
-    if kind in (str, Optional[str]):
-        value: Any = None if raw in ("null", "~") else raw
-    else:
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"Override {item!r}: the value is not valid YAML: {exc}") from None
-    for key in reversed(keys):
-        value = {key: value}
-    return value
-
-
-def _field_type(schema: type, dotted: str):
-    """The annotated type of a dotted key in the schema, or None when the key is not in it."""
-    kind: Any = schema
-    for key in dotted.split("."):
-        if not dataclasses.is_dataclass(kind):
-            return None
-        kind = typing.get_type_hints(kind).get(key)
-    return kind
-
-
-def _fields(schema: type, dotted: str) -> list[str]:
-    kind = _field_type(schema, dotted) if dotted else schema
-    return [f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind) else []
-
-
-def _type_name(kind) -> str:
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if typing.get_origin(kind) is typing.Union and len(args) == 1:
-        return f"{_type_name(args[0])} or null"
-    if typing.get_origin(kind) is list:
-        return f"a list of {_type_name(typing.get_args(kind)[0])}"
-    return getattr(kind, "__name__", str(kind))
 
 
 # ---------------------------------------------------------------- checks that types cannot express
