@@ -26,6 +26,7 @@ def test_rows_hold_the_model_the_strongest_baseline_and_the_real_check(tmp_path)
     assert [r["value"] for r in rows] == [15.3, 18.1, 20.2]
     assert rows[1]["name"].startswith("PCA-32") and rows[2]["baseline"] == {"name": "mean training image",
                                                                               "value": 21.0}
+    assert rows[2]["name"].endswith("mean training image: 21.00 dB")
     assert all(r["metric"] == "val/psnr" and r["higher_is_better"] and r["command"] for r in rows)
 
 
