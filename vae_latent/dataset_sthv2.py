@@ -187,6 +187,13 @@ def build_datasets(data_params: dict, image_size: int, seed: int) -> tuple[Frame
     videos, layout = discover_videos(data_params["data_path"])
     train, val, how = split_videos(videos, data_params["data_path"], data_params["labels_dir"],
                                    data_params["val_fraction"], data_params["max_val_videos"])
+    if not val:  # checked here, not after a whole epoch of training
+        raise ValueError(f"The validation set is empty: the split by {how} puts none of the {len(videos)} videos "
+                         f"under {data_params['data_path']} in it. Raise data_params.val_fraction (hash split) or "
+                         "check that the ids of validation.json match the video folder names.")
+    if not train:
+        raise ValueError(f"The training set is empty: the split by {how} leaves no training video among the "
+                         f"{len(videos)} under {data_params['data_path']}.")
     train_set = FrameDataset(train, image_size, data_params["frames_per_video"], seed, data_params["strict"])
     val_set = FrameDataset(val, image_size, data_params["frames_per_video"], seed, data_params["strict"],
                            fixed_frame=True)

@@ -18,4 +18,4 @@ def test_all_checks_pass_on_readable_frames(frames_data, config_for, capsys):
 
 def test_config_error_is_a_failed_check(capsys):
     assert test_setup.main(["--set", "exp_params.nope=1"]) == 1
-    assert "✗ config: Unknown config key 'exp_params.nope'" in capsys.readouterr().out
+    assert "✗ config: --set 'exp_params.nope=1': unknown config key 'exp_params.nope'" in capsys.readouterr().out

@@ -50,3 +50,11 @@ def test_overrides_change_values_and_unknown_override_is_an_error(tmp_path):
 def test_bad_values_are_errors_naming_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, [override])
+
+
+def test_a_string_stays_the_text_written_and_a_bool_must_be_one():
+    assert load_config(None, ["logging_params.name=2024.10"])["logging_params"]["name"] == "2024.10"
+    with pytest.raises(ConfigError, match="data_params.pin_memory' expects true or false, got 'maybe'"):
+        load_config(None, ["data_params.pin_memory=maybe"])
+    with pytest.raises(ConfigError, match="data_params.train_batch_size' expects an integer, got 'abc'"):
+        load_config(None, ["data_params.train_batch_size=abc"])

@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from vae_latent.vae_config import load_config
 from vae_latent.vanilla_vae_model import (VanillaVAE, build_model, kl_per_dim, to_model_range, to_unit_range,
                                           vae_loss)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_spec_config_has_63m_parameters_on_meta_device():
@@ -97,3 +101,70 @@ def test_eval_without_sampling_is_deterministic():
 def test_unknown_model_name_is_refused():
     with pytest.raises(ValueError, match="BetaVAE"):
         build_model({"name": "BetaVAE", "in_channels": 3, "latent_dim": 4, "hidden_dims": [8], "image_size": 8})
+
+
+# A seeded tiny VAE (torch.manual_seed(0) before construction) on a fixed input, with the sampling noise drawn after
+# torch.manual_seed(2): mu, log_var of image 0, and the first row (4 pixels, 3 channels) of both reconstructions.
+# Recorded with torch 2.14.1 on CPU; any change to a layer, the init, the [-1, 1] convention or the sampling shows.
+GOLDEN_MU = [-0.10227087885141373, -0.007500320672988892, -0.022622602060437202, 0.06718426942825317]
+GOLDEN_LOG_VAR = [0.08034419268369675, 0.04201618209481239, 0.021089110523462296, 0.008303754031658173]
+GOLDEN_SAMPLED_ROW = [-0.015070001594722271, -0.016357282176613808, -0.0359688475728035, -0.01865488290786743,
+                      -0.05163184553384781, -0.08065511286258698, -0.08109346032142639, -0.08307233452796936,
+                      0.10622689872980118, 0.1103057786822319, 0.10585938394069672, 0.11825605481863022]
+GOLDEN_MEAN_ROW = [-0.012259970419108868, -0.021953647956252098, -0.03175875544548035, -0.025520261377096176,
+                   -0.05971666797995567, -0.08071121573448181, -0.07910800725221634, -0.08231738954782486,
+                   0.11218547821044922, 0.1173887699842453, 0.11633169651031494, 0.11924029886722565]
+
+
+def test_seeded_tiny_model_reproduces_its_golden_outputs():
+    torch.manual_seed(0)
+    model = VanillaVAE(in_channels=3, latent_dim=4, hidden_dims=[8, 16], image_size=16).eval()
+    assert sum(p.numel() for p in model.parameters()) == 6771
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        torch.manual_seed(2)
+        sampled = model(images, sample=True)
+        mean = model(images, sample=False)
+    close = dict(atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sampled["mu"][0], torch.tensor(GOLDEN_MU), **close)
+    torch.testing.assert_close(sampled["log_var"][0], torch.tensor(GOLDEN_LOG_VAR), **close)
+    torch.testing.assert_close(sampled["recons"][0, :, 0, :4].flatten(), torch.tensor(GOLDEN_SAMPLED_ROW), **close)
+    torch.testing.assert_close(mean["recons"][0, :, 0, :4].flatten(), torch.tensor(GOLDEN_MEAN_ROW), **close)
+
+
+def test_reparameterised_samples_have_the_posterior_mean_and_std():
+    # log_var = log 4 per dimension: sigma = exp(0.5 * log_var) = 2 (exp(log_var) would give 4).
+    mu = torch.tensor([[1.0, -3.0, 0.0]]).expand(200_000, 3)
+    log_var = torch.log(torch.tensor([[4.0, 0.25, 1.0]])).expand(200_000, 3)
+    torch.manual_seed(0)
+    z = VanillaVAE.reparameterize(mu, log_var)
+    torch.testing.assert_close(z.mean(0), torch.tensor([1.0, -3.0, 0.0]), atol=0.02, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.tensor([2.0, 0.5, 1.0]), atol=0.01, rtol=0)
+
+
+def test_sampling_draws_noise_and_the_mean_path_does_not():
+    torch.manual_seed(0)
+    model = VanillaVAE(in_channels=3, latent_dim=4, hidden_dims=[8, 16], image_size=16).eval()
+    images = torch.zeros(1, 3, 16, 16)
+    with torch.no_grad():
+        first, second = model(images)["recons"], model(images)["recons"]
+        assert not torch.equal(first, second)  # a new eps every call
+        torch.testing.assert_close(model(images, sample=False)["recons"], model(images, sample=False)["recons"])
+
+
+def test_parameter_matched_config_has_laqs_parameter_count():
+    from laq.models import build_model as build_laq
+    import yaml
+
+    laq_params = yaml.safe_load((ROOT / "laq/config/model/laq_lapa.yaml").read_text())
+    laq_params["image_size"] = 256  # ${data.image_size} in LAQ's Hydra config
+    matched = load_config(ROOT / "vae_latent/config_vae_laq_params.yaml")
+    with torch.device("meta"):
+        laq_total = sum(p.numel() for p in build_laq(laq_params).parameters())
+        vae = build_model(matched["model_params"])
+    vae_total = sum(p.numel() for p in vae.parameters())
+    assert laq_total == 343_796_080 and vae_total == 343_739_883
+    assert abs(vae_total / laq_total - 1) < 1e-3
+    # Only the latent grows: the convolutions are the guide's, and the PCA baseline keeps the same latent size.
+    assert matched["model_params"]["hidden_dims"] == load_config()["model_params"]["hidden_dims"]
+    assert matched["data_params"]["baseline_fit_frames"] > matched["model_params"]["latent_dim"]
