@@ -51,7 +51,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--lr", type=float, default=None,
                        help=f"AdamW learning rate (default per backbone: {DEFAULT_LR})")
-    optim.add_argument("--warmup_steps", type=int, default=1000, help="linear warmup from 0, then constant")
+    optim.add_argument("--warmup_steps", type=int, default=1000, help="linear warmup of the lr from 0")
+    optim.add_argument("--lr_schedule", choices=["constant", "cosine"], default="constant",
+                       help="after the warmup: constant (the guide), or cosine decay to 0 at --max_iterations")
     optim.add_argument("--gradient_accumulation", type=int, default=1, help="micro-batches per optimizer step")
     optim.add_argument("--grad_clip", type=float, default=1.0, help="max gradient norm (0 = no clipping)")
     optim.add_argument("--penumbra_weight", type=float, default=None,

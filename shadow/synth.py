@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import Pool
 from pathlib import Path
@@ -184,14 +185,28 @@ def mesh_object(files: list[str], seed: int, up_axis: str = "z") -> list:
     return place([coloured], rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 2.2))
 
 
-def _write_sample(job: tuple) -> tuple[str, dict]:
-    out, index, image_size, light_count, seed, theta_range, size_range, meshes, up_axis = job
-    theta, phi, size = sample_light(index, seed, theta_range, size_range)
-    object_seed = seed * 1_000_003 + index
-    parts = mesh_object(meshes, object_seed, up_axis) if meshes else None
-    sample = render(theta, phi, size, image_size=image_size, seed=object_seed, light_samples_count=light_count,
-                    parts=parts)
-    stem = f"{index:06d}"
+@dataclass(frozen=True)
+class DatasetOptions:
+    """What `write_dataset` renders (see its docstring); one copy goes to every worker."""
+    out: Path
+    image_size: int
+    light_samples: int = LIGHT_SAMPLES
+    seed: int = 0
+    theta_range: tuple[int, int] = (0, 45)
+    size_range: tuple[int, int] = (2, 8)
+    lights_per_object: int = 1
+    meshes: tuple[str, ...] = ()
+    mesh_up_axis: str = "z"
+
+
+def _write_sample(job: tuple[DatasetOptions, int]) -> tuple[str, dict]:
+    options, index = job
+    theta, phi, size = sample_light(index, options.seed, options.theta_range, options.size_range)
+    object_seed = options.seed * 1_000_003 + index // options.lights_per_object
+    parts = mesh_object(options.meshes, object_seed, options.mesh_up_axis) if options.meshes else None
+    sample = render(theta, phi, size, image_size=options.image_size, seed=object_seed,
+                    light_samples_count=options.light_samples, parts=parts)
+    stem, out = f"{index:06d}", options.out
     cv2.imwrite(str(out / "objects" / f"{stem}.png"), cv2.cvtColor(sample["object_image"], cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(out / "masks" / f"{stem}.png"), sample["mask"])
     cv2.imwrite(str(out / "shadows" / f"{stem}.png"), np.round(sample["shadow"] * 255).astype(np.uint8))
@@ -201,19 +216,24 @@ def _write_sample(job: tuple) -> tuple[str, dict]:
 def write_dataset(out: str | Path, num: int, image_size: int, workers: int = 1,
                   light_samples_count: int = LIGHT_SAMPLES, seed: int = 0, theta_range: tuple[int, int] = (0, 45),
                   size_range: tuple[int, int] = (2, 8), meshes: str | Path | None = None,
-                  mesh_up_axis: str = "z") -> Path:
+                  mesh_up_axis: str = "z", lights_per_object: int = 1) -> Path:
     """Write `num` rendered samples in the `custom` layout (objects/, masks/, shadows/ PNGs and metadata.json):
-    procedural objects, or with `meshes` (a folder of .obj/.ply files, or one file) the user's meshes."""
+    procedural objects, or with `meshes` (a folder of .obj/.ply files, or one file) the user's meshes. Each object
+    is rendered under `lights_per_object` lights drawn independently (samples i*n .. i*n + n - 1 share one object,
+    as the paper renders each of its meshes about 26 times)."""
     if not (0 <= theta_range[0] <= theta_range[1] <= 45 and 2 <= size_range[0] <= size_range[1] <= 8):
         raise ValueError(f"theta_range {theta_range} must lie in [0, 45] and size_range {size_range} in [2, 8].")
+    if lights_per_object < 1:
+        raise ValueError(f"lights_per_object must be >= 1, got {lights_per_object}.")
     files = tuple(str(p) for p in mesh_files(meshes)) if meshes is not None else ()
     for path in files:  # read each once here, so a bad file fails before any rendering
         _read_mesh(path, mesh_up_axis)
     out = Path(out)
     for sub in ("objects", "masks", "shadows"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, i, image_size, light_samples_count, seed, tuple(theta_range), tuple(size_range), files,
-             mesh_up_axis) for i in range(num)]
+    options = DatasetOptions(out, image_size, light_samples_count, seed, tuple(theta_range), tuple(size_range),
+                             lights_per_object, files, mesh_up_axis)
+    jobs = [(options, i) for i in range(num)]
     if workers > 1:
         with Pool(workers) as pool:
             results = pool.map(_write_sample, jobs, chunksize=max(1, num // (4 * workers)))
@@ -236,20 +256,23 @@ def main(argv: list[str] | None = None) -> None:
                         help="integer θ range in degrees (within 0..45)")
     parser.add_argument("--size_range", type=int, nargs=2, default=(2, 8), metavar=("MIN", "MAX"),
                         help="integer light size range (within 2..8)")
+    parser.add_argument("--lights_per_object", type=int, default=1,
+                        help="render each object under this many lights (the paper: about 26 per mesh)")
     parser.add_argument("--meshes", default=None, help="a folder of .obj/.ply files (or one file) to render "
                         "instead of the procedural objects")
     parser.add_argument("--mesh_up_axis", choices=["x", "y", "z"], default="z",
                         help="the meshes' up axis (y for Blender's default OBJ export)")
     args = parser.parse_args(argv)
-    if args.num < 1 or args.image_size < 8 or args.workers < 1 or args.light_samples < 1:
-        parser.error("--num, --workers and --light_samples must be >= 1 and --image_size >= 8.")
+    if min(args.num, args.workers, args.light_samples, args.lights_per_object) < 1 or args.image_size < 8:
+        parser.error("--num, --workers, --light_samples and --lights_per_object must be >= 1, --image_size >= 8.")
     if not 0 <= args.theta_range[0] <= args.theta_range[1] <= 45:
         parser.error(f"--theta_range {args.theta_range} must be MIN <= MAX within 0..45.")
     if not 2 <= args.size_range[0] <= args.size_range[1] <= 8:
         parser.error(f"--size_range {args.size_range} must be MIN <= MAX within 2..8.")
     try:
         write_dataset(args.out, args.num, args.image_size, args.workers, args.light_samples, args.seed,
-                      tuple(args.theta_range), tuple(args.size_range), args.meshes, args.mesh_up_axis)
+                      tuple(args.theta_range), tuple(args.size_range), args.meshes, args.mesh_up_axis,
+                      args.lights_per_object)
     except MeshError as exc:
         parser.error(str(exc))
     print(f"Wrote {args.num} samples of {args.image_size}x{args.image_size} to {args.out}")

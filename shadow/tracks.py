@@ -7,8 +7,9 @@ direction (φ 0..340 step 20 at θ 35, size 2) and vertical direction (θ 5..45 
 - sensitivity = Σ_objects change(prediction) / Σ_objects change(target), where change(maps) is the mean absolute
   per-pixel difference between the maps of neighbouring parameter values (φ wraps around). 1 means the prediction
   moves as much as the rendered shadow when only that parameter changes; 0 means the parameter is ignored.
-- light-swap accuracy: for every ordered pair (i, j) of one object's lights, is the prediction for light j closer
-  (soft IoU) to the target of light j than to the target of light i? 0.5 for any predictor that ignores the light.
+- light-swap accuracy: for every ordered pair (i, j) of one object's lights, is the prediction made with light j
+  closer (RMSE) to the target of light j than the prediction made with the swapped light i? 0.5 for any predictor
+  that ignores the light, 1 when the right light always wins.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from shadow.data import to_sample
-from shadow.metrics import METRICS, shadow_metrics, soft_iou
+from shadow.metrics import METRICS, rmse, shadow_metrics
 from shadow.synth import render
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,16 @@ def light_change(maps: torch.Tensor, circular: bool) -> float:
 
 
 def swap_test(prediction: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
-    """(correct, pairs) over ordered pairs i != j of one sweep: IoU(pred_j, target_j) > IoU(pred_j, target_i)
-    counts 1, a tie 1/2."""
+    """(correct, pairs) over ordered pairs i != j of one sweep (n, 1, H, W): the prediction made with the target's
+    own light j is closer (RMSE) to target j than the prediction made with the swapped light i; a tie counts 1/2.
+
+    The swapped prediction is compared with the same target (not one prediction with two targets): a soft target
+    is the nearer of two for almost any prediction, so comparing against two targets rewards no softness control."""
     n = prediction.shape[0]
-    iou = torch.stack([soft_iou(prediction[j:j + 1].expand_as(target), target) for j in range(n)])  # [j, i]
-    own = iou.diagonal()[:, None]
-    off = ~torch.eye(n, dtype=torch.bool, device=iou.device)
-    correct = ((own > iou).float() + 0.5 * (own == iou).float())[off].sum().item()
+    error = torch.stack([rmse(prediction, target[j:j + 1].expand_as(prediction)) for j in range(n)])  # [j, i]
+    own = error.diagonal()[:, None]
+    off = ~torch.eye(n, dtype=torch.bool, device=error.device)
+    correct = ((own < error).float() + 0.5 * (own == error).float())[off].sum().item()
     return correct, n * (n - 1)
 
 
@@ -165,7 +169,7 @@ def summarise(per_seed: list[dict], baselines: dict[str, dict]) -> dict:
     """Flat metrics from per-seed summaries of the model and the baselines' summaries:
     "<track>/<score>" (mean over seeds) and "<track>/<score>_std"; "<baseline>/<track>/<score>";
     "all/<metric>" and "<baseline>/all/<metric>" (mean of the track means); "sensitivity/<θ|φ|size>" and
-    "swap_accuracy/<...>" from the track that varies that parameter (also for each baseline)."""
+    "swap_accuracy/<...>" (with "_std") from the track that varies that parameter (also for each baseline)."""
     metrics = {}
     for key in per_seed[0]:
         values = np.array([seed[key] for seed in per_seed])
@@ -180,6 +184,7 @@ def summarise(per_seed: list[dict], baselines: dict[str, dict]) -> dict:
                 metrics[f"{prefix}all/{name}"] = float(np.mean(values))
         for track, parameter in VARIED.items():
             for score in ("sensitivity", "swap_accuracy"):
-                if f"{prefix}{track}/{score}" in metrics:
-                    metrics[f"{prefix}{score}/{parameter}"] = metrics[f"{prefix}{track}/{score}"]
+                for suffix in ("", "_std"):
+                    if f"{prefix}{track}/{score}{suffix}" in metrics:
+                        metrics[f"{prefix}{score}/{parameter}{suffix}"] = metrics[f"{prefix}{track}/{score}{suffix}"]
     return metrics

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     logger.info("trainable parameters: %d", sum(p.numel() for p in params))
     optimizer = torch.optim.AdamW(params, lr=args.lr)
-    scheduler = build_scheduler(optimizer, "constant", warmup_steps=args.warmup_steps)  # 0 -> lr, then constant
+    scheduler = build_scheduler(optimizer, args.lr_schedule, warmup_steps=args.warmup_steps,
+                                total_steps=args.max_iterations)
     scaler = grad_scaler(info.device, precision)
     guard = NonFiniteGuard(logger=logger, message=NAN_MESSAGE)
     noise_generator = torch.Generator(info.device).manual_seed(args.seed + 1000 * info.rank)
