@@ -70,6 +70,8 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--keep_checkpoints", type=int, default=3, help="checkpoint_N.pt files kept (0 = all)")
     run.add_argument("--resume_from", default=None,
                      help="'latest' (newest valid checkpoint_N.pt in --output_dir) or a checkpoint path")
+    run.add_argument("--allow_config_change", action="store_true",
+                     help="resume even though a flag that breaks exactness (lr, batch size, seed, ...) changed")
     run.add_argument("--profile", action="store_true", help="write a torch.profiler trace to OUTPUT_DIR/profile")
     return parser
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import Pool
@@ -31,6 +32,7 @@ GROUND_HALF_EXTENT = 8.0  # the ground texture covers [-8, 8]^2 world units arou
 _SUBPIXEL_BITS = 4  # fillConvexPoly fixed-point precision (1/16 texel)
 THETA_RANGE, PHI_RANGE, SIZE_RANGE = (0.0, 45.0), (0.0, 360.0), (2.0, 8.0)
 LIGHT_SAMPLES = 32  # stratified points on a light of side 2 (scaled with the side, see light_sample_count)
+LAYOUT = ("objects", "masks", "shadows")
 
 
 @lru_cache(maxsize=8)
@@ -185,6 +187,10 @@ def mesh_object(files: list[str], seed: int, up_axis: str = "z") -> list:
     return place([coloured], rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 2.2))
 
 
+class DatasetExists(FileExistsError):
+    """The output folder already holds a dataset; the message names it."""
+
+
 @dataclass(frozen=True)
 class DatasetOptions:
     """What `write_dataset` renders (see its docstring); one copy goes to every worker."""
@@ -216,11 +222,15 @@ def _write_sample(job: tuple[DatasetOptions, int]) -> tuple[str, dict]:
 def write_dataset(out: str | Path, num: int, image_size: int, workers: int = 1,
                   light_samples_count: int = LIGHT_SAMPLES, seed: int = 0, theta_range: tuple[int, int] = (0, 45),
                   size_range: tuple[int, int] = (2, 8), meshes: str | Path | None = None,
-                  mesh_up_axis: str = "z", lights_per_object: int = 1) -> Path:
+                  mesh_up_axis: str = "z", lights_per_object: int = 1, overwrite: bool = False) -> Path:
     """Write `num` rendered samples in the `custom` layout (objects/, masks/, shadows/ PNGs and metadata.json):
     procedural objects, or with `meshes` (a folder of .obj/.ply files, or one file) the user's meshes. Each object
     is rendered under `lights_per_object` lights drawn independently (samples i*n .. i*n + n - 1 share one object,
-    as the paper renders each of its meshes about 26 times)."""
+    as the paper renders each of its meshes about 26 times).
+
+    A folder that already holds a dataset is refused (DatasetExists), because new files over an old set would mix
+    two datasets; `overwrite` deletes the old layout first. metadata.json is written last and atomically, so an
+    interrupted run leaves images without entries, which `shadow.data` reports by name."""
     if not (0 <= theta_range[0] <= theta_range[1] <= 45 and 2 <= size_range[0] <= size_range[1] <= 8):
         raise ValueError(f"theta_range {theta_range} must lie in [0, 45] and size_range {size_range} in [2, 8].")
     if lights_per_object < 1:
@@ -229,7 +239,8 @@ def write_dataset(out: str | Path, num: int, image_size: int, workers: int = 1,
     for path in files:  # read each once here, so a bad file fails before any rendering
         _read_mesh(path, mesh_up_axis)
     out = Path(out)
-    for sub in ("objects", "masks", "shadows"):
+    clear_layout(out, overwrite)
+    for sub in LAYOUT:
         (out / sub).mkdir(parents=True, exist_ok=True)
     options = DatasetOptions(out, image_size, light_samples_count, seed, tuple(theta_range), tuple(size_range),
                              lights_per_object, files, mesh_up_axis)
@@ -239,8 +250,24 @@ def write_dataset(out: str | Path, num: int, image_size: int, workers: int = 1,
             results = pool.map(_write_sample, jobs, chunksize=max(1, num // (4 * workers)))
     else:
         results = [_write_sample(job) for job in jobs]
-    (out / "metadata.json").write_text(json.dumps(dict(results), indent=1, sort_keys=True) + "\n")
+    partial = out / ".metadata.json.tmp"
+    partial.write_text(json.dumps(dict(results), indent=1, sort_keys=True) + "\n")
+    os.replace(partial, out / "metadata.json")
     return out
+
+
+def clear_layout(out: Path, overwrite: bool) -> None:
+    """Make `out` ready for a new dataset: refuse (DatasetExists, naming the folder) when it holds metadata.json
+    or PNGs of the custom layout, unless `overwrite`, which deletes exactly those (nothing else in `out`)."""
+    old = [p for p in [out / "metadata.json"] if p.is_file()]
+    old += [p for sub in LAYOUT for p in sorted((out / sub).glob("*.png"))]
+    if not old:
+        return
+    if not overwrite:
+        raise DatasetExists(f"{out} already holds a dataset ({len(old)} files, e.g. {old[0]}); writing into it "
+                            f"would mix two datasets. Choose another --out, or pass --overwrite to replace it.")
+    for path in old:
+        path.unlink()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="render each object under this many lights (the paper: about 26 per mesh)")
     parser.add_argument("--meshes", default=None, help="a folder of .obj/.ply files (or one file) to render "
                         "instead of the procedural objects")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the dataset already in --out (otherwise such a folder is refused)")
     parser.add_argument("--mesh_up_axis", choices=["x", "y", "z"], default="z",
                         help="the meshes' up axis (y for Blender's default OBJ export)")
     args = parser.parse_args(argv)
@@ -272,8 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         write_dataset(args.out, args.num, args.image_size, args.workers, args.light_samples, args.seed,
                       tuple(args.theta_range), tuple(args.size_range), args.meshes, args.mesh_up_axis,
-                      args.lights_per_object)
-    except MeshError as exc:
+                      args.lights_per_object, args.overwrite)
+    except (MeshError, DatasetExists) as exc:
         parser.error(str(exc))
     print(f"Wrote {args.num} samples of {args.image_size}x{args.image_size} to {args.out}")
 

@@ -38,6 +38,12 @@ from shadow.viz import sample_grid
 
 NAN_MESSAGE = "⚠️  NaN/Inf detected in loss!"
 CHECKPOINT_PATTERN = r"checkpoint_(\d+)\.pt"
+# Flags whose change between a run and its resumption breaks the exact continuation (refused unless
+# --allow_config_change); a change of any other flag is only logged. --max_iterations may grow when the lr
+# schedule does not depend on it (constant).
+EXACT_ON_RESUME = ("dataset_type", "image_size", "batch_size", "backbone", "pretrained_path", "mixed_precision",
+                   "gradient_accumulation", "lr", "warmup_steps", "lr_schedule", "grad_clip", "penumbra_weight",
+                   "seed")
 MEAN_SHADOW_SAMPLES = 512  # the baseline's mean map is estimated from this many training samples at most
 
 
@@ -60,9 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
     set_deterministic(info.device.type == "cpu")  # exact resume on CPU; CUDA keeps its fast kernels
     seed_everything(args.seed, info.rank)
     out = Path(args.output_dir)
+    resuming = checkpoint.parse_resume_spec(args.resume_from)[0] != "fresh"
+    checkpoint.check_fresh_run_folder(out, resuming)  # a fresh run never mixes its files with an older run's
     logger = setup_logger(out, name="shadow.train", filename="training.log", packages=("shadow",))
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoint.remove_stale_temp_files(out):  # left by a save that was killed
+            logger.info("Removed %s, the temporary file of an interrupted save.", stale)
         (out / "training_config.json").write_text(json.dumps(vars(args), indent=2) + "\n")
     writer = Writer(out / "tensorboard")
     precision = parse_precision(args.mixed_precision)
@@ -92,6 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     path, state = checkpoint.resolve_resume(args.resume_from, out, CHECKPOINT_PATTERN)
     if state is not None:
+        ignore = ["resume_from", "output_dir"] + (["max_iterations"] if args.lr_schedule == "constant" else [])
+        checkpoint.check_resume_config(state.get("config"), vars(args), EXACT_ON_RESUME, args.allow_config_change,
+                                       ignore=ignore, logger=logger)
         load_trainable_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -99,8 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         guard.load_state_dict(state["guard"])
         step, epoch, batches_done, best_iou = state["step"], state["epoch"], state["batches_done"], state["best_iou"]
         mean_shadow, baseline_metrics = state["mean_shadow"], state.get("baseline_metrics")
-        checkpoint.set_rng_state(state["rng"][info.rank])
-        noise_generator.set_state(state["noise_rng"][info.rank])
+        checkpoint.restore_rng_states(state["rng"], {"noise": noise_generator})
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
     if mean_shadow is None:
         mean_shadow = estimate_mean_shadow(train_loader.dataset, MEAN_SHADOW_SAMPLES)
@@ -114,21 +126,18 @@ def main(argv: list[str] | None = None) -> dict:
         if info.distributed else model
 
     def save(names: list[str]) -> None:
-        """All ranks take part (RNG states are gathered); rank 0 writes each name atomically."""
-        rng_all, noise_all = [checkpoint.rng_state()], [noise_generator.get_state()]
-        if info.distributed:
-            rng_all, noise_all = [None] * info.world_size, [None] * info.world_size
-            torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
-            torch.distributed.all_gather_object(noise_all, noise_generator.get_state())
+        """All ranks take part (RNG states are gathered); rank 0 writes each name atomically and prunes the
+        numbered checkpoints of this run to the newest --keep_checkpoints (never the one just written)."""
+        rng_all = checkpoint.gather_rng_states({"noise": noise_generator})
         if info.is_main:
             state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "guard": guard.state_dict(),
                      "step": step, "epoch": epoch, "batches_done": batches_done, "best_iou": best_iou,
                      "mean_shadow": mean_shadow, "baseline_metrics": baseline_metrics, "rng": rng_all,
-                     "noise_rng": noise_all, "config": vars(args)}
+                     "config": vars(args)}
             for name in names:
                 checkpoint.save(out / name, state)
-            checkpoint.prune(out, args.keep_checkpoints, CHECKPOINT_PATTERN)
+            checkpoint.prune(out, args.keep_checkpoints, CHECKPOINT_PATTERN, keep=[out / name for name in names])
         dist.barrier()
 
     def evaluate() -> dict:

@@ -90,6 +90,20 @@ def test_cli_writes_the_custom_layout(tmp_path):
         assert sorted(p.name for p in (tmp_path / part).iterdir()) == ["000000.png", "000001.png", "000002.png"]
 
 
+def test_cli_refuses_a_folder_with_a_dataset_unless_overwrite(tmp_path, capsys):
+    synth_main(["--out", str(tmp_path), "--num", "3", "--image_size", "16"])
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as refused:
+        synth_main(["--out", str(tmp_path), "--num", "2", "--image_size", "16"])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path} already holds a dataset (10 files" in error and "pass --overwrite to replace it" in error
+    synth_main(["--out", str(tmp_path), "--num", "2", "--image_size", "16", "--overwrite"])
+    assert sorted(json.loads((tmp_path / "metadata.json").read_text())) == ["000000", "000001"]
+    assert sorted(p.name for p in (tmp_path / "objects").iterdir()) == ["000000.png", "000001.png"]
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_light_samples_grow_with_the_light_size():
     from shadow.synth import light_sample_count
     assert [light_sample_count(s) for s in (2, 4, 8)] == [32, 64, 128]

@@ -9,6 +9,7 @@ import torch
 
 import shadow.train as train
 from common import checkpoint
+from common.checkpoint import ConfigChangeError, RunFolderInUse
 from shadow.evaluate import main as evaluate_main
 from shadow.scripts.check_model import main as check_model_main
 from shadow.synth import write_dataset
@@ -74,6 +75,22 @@ def test_resume_continues_exactly(tmp_path, small_data):
     assert "Resumed from" in (tmp_path / "split" / "training.log").read_text()
     assert sorted(p.name for p in (tmp_path / "full").glob("checkpoint_*.pt")) == [
         "checkpoint_3.pt", "checkpoint_6.pt", "checkpoint_8.pt"]
+
+
+def test_run_folder_is_never_mixed_and_a_changed_config_is_refused_on_resume(tmp_path, small_data):
+    run = tmp_path / "run"
+    train.main(run_args(small_data, run, 2))
+    with pytest.raises(RunFolderInUse, match=f"Run folder {run} already holds"):
+        train.main(run_args(small_data, run, 2))  # a second fresh run into the same folder
+    with pytest.raises(ConfigChangeError, match=r"lr: 0\.001 -> 0\.002.*--allow_config_change"):
+        train.main(run_args(small_data, run, 4, resume_from="latest", lr=2e-3))
+    stale = run / ".checkpoint_3.pt.0badc0de.tmp"  # what a save killed mid-write leaves
+    stale.write_bytes(b"partial")
+    train.main(run_args(small_data, run, 4, resume_from="latest", lr=2e-3) + ["--allow_config_change"])
+    assert not stale.exists() and checkpoint.load(run / "latest_model.pt")["step"] == 4
+    log = (run / "training.log").read_text()
+    assert "Resuming with config changes (--allow_config_change given): lr: 0.001 -> 0.002" in log
+    assert f"Removed {stale}" in log
 
 
 def test_gradient_accumulation_and_checkpointing_train(tmp_path, small_data):
