@@ -1,5 +1,5 @@
-"""Interrupted runs through the real entry point (shadow/train.py in its own process): SIGTERM and kill -9 in the
-middle of an epoch, then `--resume_from latest`, must end with exactly the checkpoint of an uninterrupted run
+"""Interrupted runs through the real entry point (shadow/train.py in its own process): SIGTERM, SIGUSR1 and kill -9 in
+the middle of an epoch, then `--resume_from latest`, must end with exactly the checkpoint of an uninterrupted run
 (every tensor: weights, optimizer, scheduler, scaler, guard, RNG states, baselines) and log the same loss at every
 step. Gradient accumulation 2 over 9-batch epochs makes some steps span an epoch boundary."""
 import os
@@ -99,12 +99,13 @@ def compare_with_uninterrupted(resumed, uninterrupted):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(data, uninterrupted, tmp_path):
-    out = tmp_path / "sigterm"
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_signal_mid_epoch_then_resume_matches_an_uninterrupted_run(data, uninterrupted, tmp_path, signum):
+    out = tmp_path / "signalled"  # SIGUSR1: SLURM's warning before the time limit; SIGTERM: preemption
     process = start(data, out)
     # Step 5 is micro-batch 10: the second batch of epoch 1 (its window began in epoch 0).
     wait_for(lambda: (out / "training.log").is_file() and "step 5/" in (out / "training.log").read_text(), process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     assert process.wait(timeout=300) == 0
     saved = checkpoint.load(out / "latest_model.pt")
     assert saved["step"] < STEPS and saved["epoch"] >= 1 and 0 < saved["batches_done"] < 9  # mid-epoch
