@@ -1,5 +1,6 @@
 """Control scores on the tracks (sensitivity, light-swap), the per-light baseline, and how the benchmark tar's
 keys are grouped into one sweep per object."""
+import json
 import numpy as np
 import pytest
 import torch
@@ -127,3 +128,20 @@ def test_benchmark_track_that_is_no_sweep_is_scored_for_closeness_only(caplog):
     groups = benchmark_groups(FakeTar(entries))
     assert len(groups) == 3 and not any(g.controlled for g in groups)
     assert "no sensitivity or light-swap test" in caplog.text
+
+
+def test_headline_puts_the_model_beside_both_baselines(tmp_path, capsys):
+    from shadow.scripts.headline import main as headline_main
+    metrics = {"all/iou": 0.65, "baseline_light/all/iou": 0.55, "baseline/all/iou": 0.35,
+               "sensitivity/size": 0.9, "sensitivity/theta": 1.1, "sensitivity/phi": 1.0}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    headline_main(["--eval", str(tmp_path), "--output", str(tmp_path / "headline.json")])
+    rows = json.loads((tmp_path / "headline.json").read_text())["rows"]
+    assert [(r["kind"], r["metric"], r["value"]) for r in rows] == [
+        ("model", "tracks/all/iou", 0.65), ("baseline", "tracks/all/iou", 0.55), ("baseline", "tracks/all/iou", 0.35),
+        ("model", "tracks/sensitivity/size", 0.9), ("model", "tracks/sensitivity/theta", 1.1),
+        ("model", "tracks/sensitivity/phi", 1.0)]
+    assert rows[1]["name"].startswith("per-light") and all(r["higher_is_better"] for r in rows)
+    with pytest.raises(SystemExit):
+        headline_main(["--eval", str(tmp_path / "none"), "--output", str(tmp_path / "h.json")])
+    assert "metrics.json does not exist" in capsys.readouterr().err
