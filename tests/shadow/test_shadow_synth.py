@@ -160,7 +160,7 @@ def test_mesh_hits_match_the_analytic_sphere():
     t_sphere, n_sphere = sphere.intersect(position, dirs)
     assert np.array_equal(np.isfinite(t_mesh), np.isfinite(t_sphere)) and np.isfinite(t_mesh).sum() > 20
     hit = np.isfinite(t_mesh)
-    assert np.abs(t_mesh - t_sphere)[hit].max() < 0.01 and np.abs(n_mesh - n_sphere)[hit].max() < 0.1
+    assert np.abs(t_mesh[hit] - t_sphere[hit]).max() < 0.01 and np.abs(n_mesh[hit] - n_sphere[hit]).max() < 0.1
 
 
 def test_cli_renders_user_meshes(tmp_path):
