@@ -9,7 +9,8 @@ Every sample is a dict:
     key           str, the file stem or tar key;  track  str, the benchmark track ("custom" for folders)
 
 Layout problems found when the dataset is built (a missing mask or shadow file, a stem missing from
-metadata.json, a parameter out of range, a non-PNG file) raise `DatasetError` naming the file. Problems found
+metadata.json, a parameter out of range, a non-PNG file) raise `DatasetError` naming the file; hidden files
+(`.DS_Store`) are ignored, and metadata entries without an image are counted in a warning (an error if strict). Problems found
 when a file is decoded (corrupt PNG, a shadow map outside [0, 1]) follow the shared bad-sample policy: skipped and
 counted by default, `BadSampleError` naming the file in strict mode.
 """
@@ -86,6 +87,13 @@ def check_light(params: dict, name: str) -> dict:
     return checked
 
 
+def resize_shadow(shadow: np.ndarray, image_size: int) -> torch.Tensor:
+    """(h, w) float shadow strength -> (1, image_size, image_size) float32 tensor in [0, 1] (area resampling)."""
+    if shadow.shape[:2] != (image_size, image_size):
+        shadow = cv2.resize(shadow.astype(np.float32), (image_size, image_size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.clip(shadow.astype(np.float32), 0.0, 1.0))[None]
+
+
 def to_sample(rgb: np.ndarray, mask: np.ndarray, shadow: np.ndarray, light: dict, image_size: int, key: str,
               track: str) -> dict:
     """Resize to image_size, remove the background and convert to the documented tensors."""
@@ -93,11 +101,10 @@ def to_sample(rgb: np.ndarray, mask: np.ndarray, shadow: np.ndarray, light: dict
     resize = lambda a: a if a.shape[:2] == size else cv2.resize(a, size, interpolation=cv2.INTER_AREA)  # noqa: E731
     mask01 = (resize(mask.astype(np.float32)) > 0.5).astype(np.float32)
     rgb = resize(rgb).astype(np.float32) / 127.5 - 1.0
-    shadow = np.clip(resize(shadow.astype(np.float32)), 0.0, 1.0)
     return {
         "object_image": torch.from_numpy(rgb * mask01[..., None]).permute(2, 0, 1).contiguous(),
         "mask": torch.from_numpy(mask01)[None],
-        "shadow_map": torch.from_numpy(shadow)[None],
+        "shadow_map": resize_shadow(shadow, image_size),
         "theta": torch.tensor(light["theta"], dtype=torch.float32),
         "phi": torch.tensor(light["phi"], dtype=torch.float32),
         "size": torch.tensor(light["size"], dtype=torch.float32),
@@ -111,10 +118,10 @@ class ShadowFolderDataset(Dataset):
     root/metadata.json mapping stem -> {"theta", "phi", "size"}. Samples are the sorted stems of objects/."""
 
     def __init__(self, root: str | os.PathLike, image_size: int, stems: list[str] | None = None,
-                 strict: bool = False):
+                 strict: bool = False, index: tuple[list[str], dict[str, dict]] | None = None):
         self.root, self.image_size = Path(root), image_size
         self.policy = BadSamplePolicy(strict)
-        all_stems, self.light = index_folder(self.root)
+        all_stems, self.light = index_folder(self.root, strict) if index is None else index  # index: reuse a check
         self.stems = all_stems if stems is None else list(stems)
 
     def __len__(self) -> int:
@@ -132,9 +139,21 @@ class ShadowFolderDataset(Dataset):
             return self.policy.handle(paths["objects"], exc)
         return to_sample(rgb, mask, shadow, self.light[stem], self.image_size, stem, "custom")
 
+    def lights(self) -> np.ndarray:
+        """(N, 3) float64 [θ, φ, size] of every sample, read from metadata.json (no image is decoded)."""
+        return np.array([[self.light[s][k] for k in PARAM_RANGES] for s in self.stems], np.float64)
 
-def index_folder(root: Path) -> tuple[list[str], dict[str, dict]]:
-    """Validate the `custom` layout and return (sorted stems, stem -> light parameters)."""
+    def shadow_map(self, index: int) -> torch.Tensor:
+        """(1, H, W) shadow strength of sample `index` at image_size; BadSampleError if it cannot be read."""
+        path = self.root / "shadows" / f"{self.stems[index]}.png"
+        return resize_shadow(check_shadow_range(decode_png(path, str(path), grey=True), str(path)), self.image_size)
+
+
+def index_folder(root: Path, strict: bool = False) -> tuple[list[str], dict[str, dict]]:
+    """Validate the `custom` layout and return (sorted stems, stem -> light parameters).
+
+    Hidden files (`.DS_Store`, `._x.png` from macOS) are ignored. metadata.json entries without an object image
+    are counted and logged as a warning, or raise DatasetError in strict mode."""
     for part in ("objects", "masks", "shadows"):
         if not (root / part).is_dir():
             raise DatasetError(f"Missing folder {root / part} (expected objects/, masks/, shadows/, metadata.json).")
@@ -147,11 +166,13 @@ def index_folder(root: Path) -> tuple[list[str], dict[str, dict]]:
         raise DatasetError(f"{meta_path} is not valid JSON: {exc}") from exc
     if not isinstance(metadata, dict):
         raise DatasetError(f"{meta_path} must map each stem to its parameters, found {type(metadata).__name__}.")
-    for part in ("objects", "masks", "shadows"):
-        for path in sorted((root / part).iterdir()):
-            if path.is_file() and path.suffix.lower() != ".png":
+    visible = {part: [p for p in sorted((root / part).iterdir()) if p.is_file() and not p.name.startswith(".")]
+               for part in ("objects", "masks", "shadows")}
+    for part, paths in visible.items():
+        for path in paths:
+            if path.suffix.lower() != ".png":
                 raise DatasetError(f"{path} is not a PNG; the custom layout holds only .png files.")
-    stems = sorted(p.stem for p in (root / "objects").glob("*.png"))
+    stems = [p.stem for p in visible["objects"]]
     if not stems:
         raise DatasetError(f"No PNG files in {root / 'objects'}.")
     light = {}
@@ -162,6 +183,13 @@ def index_folder(root: Path) -> tuple[list[str], dict[str, dict]]:
         if stem not in metadata:
             raise DatasetError(f"{meta_path} has no entry for '{stem}' (objects/{stem}.png).")
         light[stem] = check_light(metadata[stem], f"{meta_path} ['{stem}']")
+    orphans = sorted(set(metadata) - set(stems))
+    if orphans:
+        message = (f"{meta_path} has {len(orphans)} entries without an image in {root / 'objects'} "
+                   f"(e.g. {', '.join(repr(k) for k in orphans[:3])})")
+        if strict:
+            raise DatasetError(message + ".")
+        log.warning("%s; they are ignored.", message)
     return stems, light
 
 
@@ -200,6 +228,16 @@ class BenchmarkTarDataset(Dataset):
         meta = self.metadata[key]
         return to_sample(rgb, mask, shadow, check_light(meta, f"{name}.metadata.json"), self.image_size, key,
                          str(meta.get("track", "unknown")))
+
+    def lights(self) -> np.ndarray:
+        """(N, 3) float64 [θ, φ, size] of every sample, from the metadata (no image is decoded)."""
+        return np.array([[float(self.metadata[key][k]) for k in PARAM_RANGES] for key in self.keys], np.float64)
+
+    def shadow_map(self, index: int) -> torch.Tensor:
+        """(1, H, W) shadow strength of sample `index` at image_size; BadSampleError if it cannot be read."""
+        name = f"{self.tar_path}:{self.keys[index]}.shadow.png"
+        shadow = check_shadow_range(decode_png(self._read(self.keys[index], "shadow.png"), name, grey=True), name)
+        return resize_shadow(shadow, self.image_size)
 
 
 def index_tar(tar_path: Path) -> tuple[dict[str, dict[str, tuple[int, int]]], dict[str, dict]]:
@@ -245,10 +283,10 @@ def build_datasets(dataset_type: str, data_dir: str | os.PathLike, image_size: i
                    strict: bool = False) -> tuple[Dataset, Dataset]:
     """(train, val) datasets of `dataset_type` 'custom' (a folder) or 'benchmark' (a .tar file)."""
     if dataset_type == "custom":
-        stems, _ = index_folder(Path(data_dir))
-        train_keys, val_keys = split_keys(stems)
-        return (ShadowFolderDataset(data_dir, image_size, train_keys, strict),
-                ShadowFolderDataset(data_dir, image_size, val_keys, strict))
+        index = index_folder(Path(data_dir), strict)
+        train_keys, val_keys = split_keys(index[0])
+        return (ShadowFolderDataset(data_dir, image_size, train_keys, strict, index),
+                ShadowFolderDataset(data_dir, image_size, val_keys, strict, index))
     if dataset_type == "benchmark":
         full = BenchmarkTarDataset(data_dir, image_size, strict=strict)
         log.warning("Training on the benchmark tar: it is the paper's test set, so validation numbers are not a "
@@ -262,7 +300,8 @@ def build_datasets(dataset_type: str, data_dir: str | os.PathLike, image_size: i
 def create_dataloaders(dataset_type: str, data_dir: str | os.PathLike, batch_size: int, num_workers: int,
                        image_size: int, strict: bool = False, seed: int = 0) -> tuple[DataLoader, DataLoader]:
     """(train, val) loaders. The train loader shuffles with a ResumableSampler sharded over the DDP ranks (call
-    `loader.sampler.set_epoch(e)` and `start_at(n)`); the val loader reads its shard in order. Batches are dicts
+    `loader.sampler.set_epoch(e)` and `start_at(n)`); the val loader reads its shard in order. Each loader has
+    its own seeded generator, so making an iterator never draws from the global torch RNG. Batches are dicts
     as documented at the top of this module, with `skipped` listing bad samples (see common.data)."""
     train_set, val_set = build_datasets(dataset_type, data_dir, image_size, strict)
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist.is_initialized() \
@@ -274,5 +313,5 @@ def create_dataloaders(dataset_type: str, data_dir: str | os.PathLike, batch_siz
                        worker_init_fn=worker_init_fn, persistent_workers=False, pin_memory=torch.cuda.is_available())
     train = DataLoader(train_set, sampler=train_sampler, drop_last=len(train_set) >= batch_size * world,
                        generator=loader_generator(seed), **common_args)
-    val = DataLoader(val_set, sampler=val_sampler, shuffle=False, **common_args)
+    val = DataLoader(val_set, sampler=val_sampler, shuffle=False, generator=loader_generator(seed), **common_args)
     return train, val

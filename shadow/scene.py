@@ -140,9 +140,13 @@ class Primitive:
         return best, normal
 
 
-def random_object(seed: int) -> list[Primitive]:
-    """A primitive or a union of two, resting on the ground at the origin, rotated at random about z, its largest
-    dimension rescaled to 1.5-2.2 units (height at most 2), each part with its own random colour."""
+COMPLEX_FRACTION = 0.35  # share of objects with thin parts, holes or overhangs (see _random_complex)
+
+
+def random_object(seed: int) -> list:
+    """A random object resting on the ground at the origin: a primitive, a union of two, or (COMPLEX_FRACTION of
+    the seeds) a shape with thin parts, holes or overhangs; rotated at random about z, its largest dimension
+    rescaled to 1.5-2.2 units (height at most 2), each part with its own random colour."""
     rng = np.random.default_rng([seed, 7])
     kind = rng.choice(["sphere", "box", "cylinder", "cone", "union"], p=[0.15, 0.2, 0.2, 0.15, 0.3])
     colour = lambda: rng.uniform(0.15, 0.95, 3)  # noqa: E731 - a one-line helper reads better here
@@ -155,19 +159,76 @@ def random_object(seed: int) -> list[Primitive]:
         parts = [Primitive(kind, zero, 0.0, rng.uniform([0.2, 0.5], [0.55, 1.6]), albedo=colour())]
     else:
         parts = _random_union(rng, colour)
-    angle = rng.uniform(0, 2 * np.pi)
+    # A separate stream decides the complex shapes, so the objects of the other seeds stay as they were.
+    complex_rng = np.random.default_rng([seed, 13])
+    if complex_rng.random() < COMPLEX_FRACTION:
+        parts = _random_complex(complex_rng)
+    return place(parts, rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 2.2))
+
+
+def place(parts: list, angle: float, largest: float, max_height: float = 2.0) -> list:
+    """Turn the object by `angle` radians about z and scale it about the origin so that its largest dimension is
+    `largest` units and its height at most `max_height`. Primitives are changed in place; meshes are replaced."""
     rot = _rotation_z(angle)[:2, :2]
+    turned = []
     for part in parts:
-        part.center_xy = rot @ part.center_xy
-        part.angle += angle
-    points = np.concatenate([p.surface_points(16) for p in parts])
+        if hasattr(part, "triangles"):
+            part = part.transformed(angle, 1.0)
+        else:
+            part.center_xy = rot @ part.center_xy
+            part.angle += angle
+        turned.append(part)
+    points = np.concatenate([p.surface_points(16) for p in turned])
     extent = max(np.ptp(points[:, 0]), np.ptp(points[:, 1]), points[:, 2].max())
-    scale = min(rng.uniform(1.5, 2.2) / extent, 2.0 / points[:, 2].max())
-    for part in parts:
-        part.center_xy = part.center_xy * scale
-        part.base_z *= scale
-        part.dims = part.dims * scale
-    return parts
+    scale = min(largest / extent, max_height / points[:, 2].max())
+    placed = []
+    for part in turned:
+        if hasattr(part, "triangles"):
+            part = part.transformed(0.0, scale)
+        else:
+            part.center_xy = part.center_xy * scale
+            part.base_z *= scale
+            part.dims = part.dims * scale
+        placed.append(part)
+    return placed
+
+
+def _random_complex(rng: np.random.Generator) -> list:
+    """Shapes whose shadows a convex blob cannot imitate: a table (thin legs, an overhanging top, light passing
+    under it), an arch (a hole), a mushroom (a thin stem under a wide cap), a T-post (an overhanging arm) and an
+    upright ring (a hole in a single mesh part)."""
+    from shadow.mesh import upright_torus  # trimesh is imported only for the ring
+
+    colour = lambda: rng.uniform(0.15, 0.95, 3)  # noqa: E731
+    zero = np.zeros(2)
+    style = rng.choice(["table", "arch", "mushroom", "tpost", "ring"])
+    if style == "table":
+        half_x, half_y = rng.uniform(0.45, 0.7), rng.uniform(0.3, 0.5)
+        leg_height, top, leg_radius = rng.uniform(0.6, 1.0), rng.uniform(0.05, 0.1), rng.uniform(0.035, 0.06)
+        inset = rng.uniform(0.05, 0.15)
+        albedo = colour()
+        legs = [Primitive("cylinder", np.array([sx * (half_x - inset), sy * (half_y - inset)]), 0.0,
+                          np.array([leg_radius, leg_height]), albedo=albedo) for sx in (-1, 1) for sy in (-1, 1)]
+        return legs + [Primitive("box", zero, leg_height, np.array([half_x, half_y, top]), albedo=colour())]
+    if style == "arch":
+        half_gap, pillar, depth = rng.uniform(0.2, 0.4), rng.uniform(0.1, 0.18), rng.uniform(0.12, 0.25)
+        height, lintel = rng.uniform(0.7, 1.2), rng.uniform(0.12, 0.25)
+        albedo = colour()
+        pillars = [Primitive("box", np.array([side * (half_gap + pillar), 0.0]), 0.0,
+                             np.array([pillar, depth, height]), albedo=albedo) for side in (-1, 1)]
+        return pillars + [Primitive("box", zero, height, np.array([half_gap + 2 * pillar, depth, lintel]),
+                                    albedo=colour())]
+    if style == "mushroom":
+        stem = Primitive("cylinder", zero, 0.0, rng.uniform([0.05, 0.6], [0.1, 1.1]), albedo=colour())
+        return [stem, Primitive("cone", zero, stem.dims[1], rng.uniform([0.45, 0.15], [0.7, 0.4]), albedo=colour())]
+    if style == "tpost":
+        post = Primitive("box", zero, 0.0, rng.uniform([0.05, 0.05, 0.8], [0.1, 0.1, 1.3]), albedo=colour())
+        arm_length = rng.uniform(0.3, 0.6)
+        arm = Primitive("box", np.array([arm_length - post.dims[0], 0.0]), post.dims[2] - 0.1,
+                        np.array([arm_length, rng.uniform(0.04, 0.08), rng.uniform(0.06, 0.12)]), albedo=colour())
+        return [post, arm]
+    major = rng.uniform(0.5, 0.7)
+    return [upright_torus(major, major * rng.uniform(0.15, 0.3), colour())]
 
 
 def _random_union(rng: np.random.Generator, colour) -> list[Primitive]:

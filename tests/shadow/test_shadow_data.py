@@ -61,6 +61,27 @@ def test_out_of_range_parameter_is_an_error_naming_the_entry(folder, key, value)
         create_dataloaders("custom", folder, 2, 0, 32)
 
 
+def test_hidden_files_of_macos_are_ignored(folder):
+    for part in ("objects", "masks", "shadows"):
+        (folder / part / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "objects" / "._000003.png").write_bytes(b"\0\5\26\7")  # AppleDouble resource fork
+    train_loader, val_loader = create_dataloaders("custom", folder, 2, 0, 32)
+    assert len(train_loader.dataset) + len(val_loader.dataset) == 10
+    assert not any(stem.startswith(".") for stem in train_loader.dataset.stems + val_loader.dataset.stems)
+
+
+def test_metadata_entries_without_an_image_are_counted_in_a_warning_or_refused_when_strict(folder, caplog):
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata.update({"lost_1": metadata["000000"], "lost_2": metadata["000001"]})
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    with caplog.at_level("WARNING", logger="shadow.data"):
+        train_loader, _ = create_dataloaders("custom", folder, 2, 0, 32)
+    assert len(train_loader.dataset) == 9
+    assert "metadata.json has 2 entries without an image" in caplog.text and "'lost_1'" in caplog.text
+    with pytest.raises(DatasetError, match=r"metadata\.json has 2 entries without an image.*'lost_1', 'lost_2'"):
+        create_dataloaders("custom", folder, 2, 0, 32, strict=True)
+
+
 def test_non_png_file_is_an_error_naming_it(folder):
     cv2.imwrite(str(folder / "masks" / "extra.jpg"), np.zeros((8, 8), np.uint8))
     with pytest.raises(DatasetError, match=r"masks/extra\.jpg is not a PNG"):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from common import checkpoint
 from shadow.synth import write_dataset
@@ -27,5 +28,7 @@ def test_torchrun_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in (out / "training.log").read_text()
     state = checkpoint.load(out / "checkpoint_3.pt")
-    assert state["step"] == 3 and len(state["rng"]) == 2 and len(state["noise_rng"]) == 2
+    assert state["step"] == 3 and len(state["rng"]) == 2  # each rank's RNGs, its noise generator among them
+    noise = [rank["generators"]["noise"] for rank in state["rng"]]
+    assert not torch.equal(noise[0], noise[1])
     assert "val/iou" in json.loads((out / "metrics.json").read_text())
