@@ -133,17 +133,52 @@ def discover_scenes(folders: str | Sequence[str], filters: Mapping[str, Any] | N
     return scenes, report
 
 
-def split_scenes(scenes: Sequence[Scene], val_split: float, seed: int) -> tuple[list[Scene], list[Scene]]:
-    """Train / val by scene (never by pair, so no leakage), the same for the same seed and scene list."""
+def split_scenes(scenes: Sequence[Scene], val_split: float, seed: int, split_by: str | None = None,
+                 val_filters: Mapping[str, Any] | None = None) -> tuple[list[Scene], list[Scene]]:
+    """Train / val by scene (never by pair, so no leakage), the same for the same seed and scene list.
+
+    split_by: a CSV column; scenes with the same value (e.g. the `source` video of `_part_` scenes) land on the same
+    side, so footage of one source is never on both. val_filters: a rule instead of a random draw — the scenes
+    matching these filters (same syntax as data.filters) are the validation set; with split_by as well, a group
+    that the rule cuts in two is an error naming it.
+    """
     if not 0.0 <= val_split < 1.0:
         raise ValueError(f"data.val_split must be in [0, 1), got {val_split}")
-    order = list(range(len(scenes)))
-    random.Random(seed).shuffle(order)
-    n_val = int(round(len(scenes) * val_split))
-    if val_split > 0 and len(scenes) >= 2:
-        n_val = min(max(n_val, 1), len(scenes) - 1)
-    val_ids = set(order[:n_val])
+    groups = _groups(scenes, split_by)
+    if val_filters:
+        missing = sorted({name for s in scenes for name in val_filters if name not in s.meta})
+        if missing:
+            raise ValueError(f"data.val_filters column(s) {missing} are not in every scene's CSV row")
+        val_ids = {i for i, s in enumerate(scenes) if all(_matches(s.meta[k], c) for k, c in val_filters.items())}
+        cut = sorted(key for key, members in groups.items() if 0 < len(set(members) & val_ids) < len(members))
+        if split_by and cut:
+            raise ValueError(f"data.val_filters={dict(val_filters)} puts scenes of the same data.split_by={split_by} "
+                             f"value on both sides: {cut[:5]}")
+    else:
+        order = sorted(groups)
+        random.Random(seed).shuffle(order)
+        n_val = int(round(len(scenes) * val_split))
+        if val_split > 0 and len(groups) >= 2:
+            n_val = max(n_val, 1)
+        val_ids: set[int] = set()
+        for key in order[:-1]:  # at least one group stays for training
+            if len(val_ids) >= n_val:
+                break
+            val_ids.update(groups[key])
     return ([s for i, s in enumerate(scenes) if i not in val_ids], [s for i, s in enumerate(scenes) if i in val_ids])
+
+
+def _groups(scenes: Sequence[Scene], split_by: str | None) -> dict[str, list[int]]:
+    """Scene indices per split group: each scene alone, or by the value of the `split_by` CSV column."""
+    if not split_by:
+        return {f"{i:09d}": [i] for i in range(len(scenes))}
+    lacking = [str(s.folder) for s in scenes if split_by not in s.meta]
+    if lacking:
+        raise ValueError(f"data.split_by={split_by!r} is not a column of the scenes' CSV (e.g. {lacking[0]})")
+    groups: dict[str, list[int]] = {}
+    for i, scene in enumerate(scenes):
+        groups.setdefault(scene.meta[split_by], []).append(i)
+    return groups
 
 
 def label_vocabulary(scenes: Sequence[Scene]) -> dict[str, int]:

@@ -5,21 +5,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
+from laq.config_schema import compose_config
 from laq.data.build import build_datasets
-from laq.engine import build_optimizer
+from laq.train_helpers import build_optimizer
 from laq.models import build_model
 from laq.synth import write_dataset
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "laq" / "config")
 SCRIPT = Path(__file__).resolve().parents[2] / "laq" / "scripts" / "2_train_laq.py"
 
 
 def make_cfg(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def test_experiments_pick_their_groups():

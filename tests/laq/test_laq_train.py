@@ -4,22 +4,20 @@ import json
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from common import checkpoint
+from laq.config_schema import compose_config
 from laq.inference import load_model, predict_next
 from laq.synth import write_dataset
 from laq.train import run
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "laq" / "config")
 SMALL = ["experiment=laq_debug", "data.image_size=32", "model.patch_size=4", "model.dim=32", "model.heads=2",
          "model.dim_head=16", "model.spatial_depth=1", "model.temporal_depth=1", "data.num_workers=0",
          "logging.image_every=1000", "trainer.device=cpu"]
 
 
 def make_cfg(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=SMALL + overrides)
+    return compose_config(SMALL + overrides)
 
 
 def test_short_training_beats_copy_frame_and_uses_codes(tmp_path):
