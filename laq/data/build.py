@@ -51,7 +51,7 @@ def build_datasets(data_cfg, logger: logging.Logger | None = None, world_size: i
     filters = OmegaConf.to_container(data_cfg.filters, resolve=True) if data_cfg.filters else {}
     folders = data_cfg.folder if isinstance(data_cfg.folder, str) else list(data_cfg.folder)
     scenes, report = discover_scenes(folders, filters, min_frames=min(offsets) + 1, strict=data_cfg.strict,
-                                     layout=layout)
+                                     layout=layout, allow_outside_root=bool(data_cfg.allow_outside_root))
     report.summary(logger)
     if not scenes:
         raise ValueError(f"No usable scenes in {folders} (filters={filters}, offsets={offsets}).")

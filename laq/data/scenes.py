@@ -11,11 +11,12 @@ import csv
 import logging
 import operator
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from common.data import BadSampleError, sorted_frames
+from common.data import BadSampleError, frame_number, sorted_frames
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,21 @@ class ScanReport:
         if self.skipped:
             listed = "; ".join(f"{where} ({reason})" for where, reason in self.skipped[:10])
             more = "" if len(self.skipped) <= 10 else f" and {len(self.skipped) - 10} more"
-            logger.warning("Data discovery skipped %d scenes: %s%s", len(self.skipped), listed, more)
+            logger.warning("Data discovery: %d scene problem(s) (skipped, or split at a frame gap): %s%s",
+                           len(self.skipped), listed, more)
 
 
 def _read_csv(csv_path: Path, filters: Mapping[str, Any], report: ScanReport) -> list[dict[str, str]]:
     with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = []
+        for row in reader:  # a short row has None for its missing cells, a long one extra cells under None
+            if None in row.values() or None in row:
+                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                report.bad(f"{csv_path}:{reader.line_num}",
+                           f"row has {fields} fields, the header has {len(reader.fieldnames or [])}")
+                continue
+            rows.append(row)
     columns = set(rows[0]) if rows else set()
     if rows and "scene_folder" not in columns:
         report.bad(csv_path, "missing CSV column 'scene_folder'")
@@ -92,12 +102,42 @@ def _read_csv(csv_path: Path, filters: Mapping[str, Any], report: ScanReport) ->
     return [row for row in rows if all(_matches(row[name], cond) for name, cond in filters.items())]
 
 
+def contiguous_runs(frames: Sequence[Path]) -> list[list[Path]]:
+    """Frames split where their numbering jumps by more than the scene's usual step (a missing frame), so that no
+    pair bridges a gap: frame_0000..0004, frame_0006.. -> two runs. Strided numbering (0, 2, 4, ...) is one run."""
+    if len(frames) < 3:
+        return [list(frames)]
+    numbers = [frame_number(p) for p in frames]
+    steps = [b - a for a, b in zip(numbers, numbers[1:])]
+    usual = Counter(steps).most_common(1)[0][0]
+    runs, current = [], [frames[0]]
+    for frame, step in zip(frames[1:], steps):
+        if step != usual:
+            runs.append(current)
+            current = []
+        current.append(frame)
+    return runs + [current]
+
+
+def _inside(root: Path, relative: str, allow_outside: bool, where: str) -> Path:
+    """root / relative, refused when it resolves outside root (../, absolute paths) unless allowed."""
+    path = root / relative
+    if not allow_outside and not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"{where}: scene_folder {relative!r} points outside the data folder {root}; set "
+                         f"data.allow_outside_root=true if that is intended")
+    return path
+
+
 def discover_scenes(folders: str | Sequence[str], filters: Mapping[str, Any] | None = None,
-                    min_frames: int = 2, strict: bool = False, layout: str = "auto") -> tuple[list[Scene], ScanReport]:
+                    min_frames: int = 2, strict: bool = False, layout: str = "auto",
+                    allow_outside_root: bool = False) -> tuple[list[Scene], ScanReport]:
     """All usable scenes under one or several roots, in a deterministic order (root, then CSV / name order).
 
     layout: "scenes" (needs scenes.csv), "rawframes" (every sub-folder is a video), or "auto" (scenes.csv decides).
-    Scenes with fewer than `min_frames` frames or missing folders are skipped and reported (strict: raise).
+    Scenes with fewer than `min_frames` frames, missing folders and short CSV rows are skipped and reported
+    (strict: raise). A gap in a scene's frame numbering (a missing frame) splits it into contiguous runs, each a
+    Scene with the same folder and row, reported (strict: raise). scene_folder entries must stay inside their root
+    unless allow_outside_root.
     """
     roots = [folders] if isinstance(folders, (str, Path)) else list(folders)
     filters = dict(filters or {})
@@ -120,16 +160,22 @@ def discover_scenes(folders: str | Sequence[str], filters: Mapping[str, Any] | N
                 raise ValueError(f"data.filters needs scenes.csv metadata, but {root} has no scenes.csv")
             rows = [{"scene_folder": p.name} for p in sorted(root.iterdir()) if p.is_dir()]
         for row in rows:
-            folder = root / row["scene_folder"]
+            folder = _inside(root, row["scene_folder"], allow_outside_root, str(csv_path if use_csv else root))
             try:
                 frames = sorted_frames(folder)
             except BadSampleError as exc:
                 report.bad(folder, str(exc))
                 continue
-            if len(frames) < min_frames:
-                report.bad(folder, f"{len(frames)} frames, need at least {min_frames}")
-                continue
-            scenes.append(Scene(folder=folder, frames=frames, meta=dict(row), root=str(root)))
+            runs = contiguous_runs(frames)
+            if len(runs) > 1:
+                gaps = [f"{frame_number(a[-1])}->{frame_number(b[0])}" for a, b in zip(runs, runs[1:])]
+                report.bad(folder, f"frame numbering jumps ({', '.join(gaps)}): missing frames; split into "
+                                   f"{len(runs)} runs so no pair spans a gap")
+            for run in runs:
+                if len(run) < min_frames:
+                    report.bad(folder, f"{len(run)} frames, need at least {min_frames}")
+                    continue
+                scenes.append(Scene(folder=folder, frames=run, meta=dict(row), root=str(root)))
     return scenes, report
 
 
@@ -169,9 +215,15 @@ def split_scenes(scenes: Sequence[Scene], val_split: float, seed: int, split_by:
 
 
 def _groups(scenes: Sequence[Scene], split_by: str | None) -> dict[str, list[int]]:
-    """Scene indices per split group: each scene alone, or by the value of the `split_by` CSV column."""
+    """Scene indices per split group: by folder (the runs of a folder split at a frame gap stay together), or by
+    the value of the `split_by` CSV column."""
     if not split_by:
-        return {f"{i:09d}": [i] for i in range(len(scenes))}
+        first_of: dict[Path, str] = {}
+        groups_by_folder: dict[str, list[int]] = {}
+        for i, scene in enumerate(scenes):
+            key = first_of.setdefault(scene.folder, f"{i:09d}")
+            groups_by_folder.setdefault(key, []).append(i)
+        return groups_by_folder
     lacking = [str(s.folder) for s in scenes if split_by not in s.meta]
     if lacking:
         raise ValueError(f"data.split_by={split_by!r} is not a column of the scenes' CSV (e.g. {lacking[0]})")

@@ -43,8 +43,11 @@ class LAQConfig:
     lapa_compat: compute as LAPA's code does, including its two layout bugs (the temporal PEG convolves the
     un-permuted `(b h w) t d` tokens; each action token mixes components of all codes), so LAPA's released weights
     give LAPA's outputs. False (default) is the corrected model.
-    residual_prediction: predict future = first + decoder output (the change on top of frame t) instead of the whole
-    future frame (LAPA); the output layer starts at zero, so training starts from the copy-frame baseline.
+    decoder_output: what the decoder's last layer predicts. "frame": the future frame itself (LAPA). "residual": the
+    change on top of frame t, future = first + output. "warp": a motion field (one vector per patch, bilinearly
+    interpolated) and a residual, future = first warped by the field + residual, so a latent action that says
+    "this region moves left" acts on any content. For "residual" and "warp" the output layers start at zero:
+    training starts from the copy-frame baseline.
     init_from: a checkpoint (LAPA's or ours) whose weights start a new run (not a resume: new optimizer, step 0).
     """
     name: str = "laq_lapa"
@@ -62,7 +65,7 @@ class LAQConfig:
     attn_dropout: float = 0.0
     ff_dropout: float = 0.0
     lapa_compat: bool = False
-    residual_prediction: bool = False
+    decoder_output: str = "frame"
     init_from: Optional[str] = None
     nsvq: NSVQConfig = field(default_factory=NSVQConfig)
 
@@ -100,6 +103,18 @@ class ToPixels(nn.Module):
         return self.proj(tokens).reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h * p, w * p)
 
 
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """image (B, C, H, W) sampled at each pixel + flow (B, 2, H, W; x then y, in pixels), bilinear, border padding:
+    output[p] = image[p + flow[p]] (backward warping)."""
+    b, _, height, width = image.shape
+    ys, xs = torch.meshgrid(torch.arange(height, device=image.device, dtype=image.dtype),
+                            torch.arange(width, device=image.device, dtype=image.dtype), indexing="ij")
+    x = (xs + flow[:, 0]) * (2 / max(width - 1, 1)) - 1
+    y = (ys + flow[:, 1]) * (2 / max(height - 1, 1)) - 1
+    return F.grid_sample(image, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
 class LatentActionQuantization(nn.Module):
     def __init__(self, cfg: LAQConfig):
         super().__init__()
@@ -119,10 +134,17 @@ class LatentActionQuantization(nn.Module):
                        init=nsvq.init, replace_from=nsvq.replace_from, lapa_compat=cfg.lapa_compat)
         # The reference builds the decoder with the *spatial* depth.
         self.dec_spatial_transformer = Transformer(depth=cfg.spatial_depth, cross_attn=True, **stack)
+        if cfg.decoder_output not in ("frame", "residual", "warp"):
+            raise ValueError(f"model.decoder_output={cfg.decoder_output!r}; use 'frame', 'residual' or 'warp'")
         self.to_pixels = ToPixels(cfg.patch_size, cfg.channels, cfg.dim)
-        if cfg.residual_prediction:  # start from "future = first": the copy-frame baseline, then learn the change
-            nn.init.zeros_(self.to_pixels.proj.weight)
-            nn.init.zeros_(self.to_pixels.proj.bias)
+        # "warp": one motion vector (x, y in pixels) per patch, interpolated to every pixel: a smooth field, so a
+        # latent action that moves a region acts the same on any content.
+        self.to_flow = nn.Linear(cfg.dim, 2) if cfg.decoder_output == "warp" else None
+        if cfg.decoder_output != "frame":  # start from "future = first": the copy-frame baseline, then learn the change
+            for layer in (self.to_pixels.proj, self.to_flow):
+                if layer is not None:
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         # LAPA reshapes the temporal stack's (b h w) t d tokens for its PEG as if they were (b t) (h w) d.
         self._temporal_layout = "temporal_lapa" if cfg.lapa_compat else "temporal"
 
@@ -151,8 +173,16 @@ class LatentActionQuantization(nn.Module):
         h, w = self.grid
         x = self.dec_spatial_transformer(first_emb.reshape(b, h * w, -1), (b, 1, h, w), "spatial", bias=bias,
                                          context=actions)
-        pixels = self.to_pixels(x.reshape(b, h, w, -1))
-        return first.to(pixels.dtype) + pixels if self.cfg.residual_prediction else pixels
+        tokens = x.reshape(b, h, w, -1)
+        pixels = self.to_pixels(tokens)
+        if self.cfg.decoder_output == "frame":
+            return pixels
+        first = first.to(pixels.dtype)
+        if self.cfg.decoder_output == "residual":
+            return first + pixels
+        flow = self.to_flow(tokens).permute(0, 3, 1, 2)  # (B, 2, h, w) pixels, at patch centres
+        flow = F.interpolate(flow, size=first.shape[-2:], mode="bilinear", align_corners=False)
+        return warp(first, flow) + pixels
 
     def forward(self, first: torch.Tensor, future: torch.Tensor) -> dict:
         """first, future: (B, 3, H, W) in [0, 1].
