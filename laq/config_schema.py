@@ -70,6 +70,8 @@ class TrainingConfig:
     epochs: int = 50
     max_steps: Optional[int] = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_schedule: str = "constant"         # constant (LAPA) | cosine (to 0 at the last step)
+    warmup_steps: int = 0                 # linear warmup from 0
     grad_clip: float = 0.5
     precision: str = "auto"               # auto | bf16 | fp32
     val_every_steps: int = 1000
@@ -179,7 +181,8 @@ def validate(cfg) -> None:
         need(value > 0, key, value, "must be a positive integer (a very large value effectively disables it)")
     for key, value in (("training.checkpoint_every_epochs", t.checkpoint_every_epochs),
                        ("training.keep_last", t.keep_last), ("data.num_workers", d.num_workers),
-                       ("training.val_max_batches", t.val_max_batches), ("training.grad_clip", t.grad_clip)):
+                       ("training.val_max_batches", t.val_max_batches), ("training.grad_clip", t.grad_clip),
+                       ("training.warmup_steps", t.warmup_steps)):
         need(value >= 0, key, value, "must be >= 0 (0 disables it)")
     need(t.max_steps is None or t.max_steps > 0, "training.max_steps", t.max_steps, "must be positive or null")
     need(t.optimizer.lr > 0, "training.optimizer.lr", t.optimizer.lr, "must be positive")
@@ -187,6 +190,7 @@ def validate(cfg) -> None:
          "must be a non-empty list of positive frame distances")
     choices = {"data.layout": (d.layout, ("auto", "scenes", "rawframes", "webdataset")),
                "training.profiler.type": (t.profiler.type, ("simple", "pytorch")),
+               "training.lr_schedule": (t.lr_schedule, ("constant", "cosine")),
                "training.optimizer.name": (t.optimizer.name.lower(), ("adam", "adamw")),
                "trainer.device": (cfg.trainer.device.split(":")[0], ("auto", "cpu", "cuda")),
                "model.nsvq.threshold_mode": (cfg.model.nsvq.threshold_mode, ("batch", "share")),

@@ -22,6 +22,7 @@ from common.log import Writer, progress, setup_logger, write_metrics
 from common.metrics import psnr
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
+from common.sched import build_scheduler
 from common.seed import seed_everything, set_deterministic
 from laq.checkpoints import (StepPruner, earlier_runs, epoch_name, find_resume, load_initial_weights,
                              step_name)
@@ -81,6 +82,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     model = build_model(cfg.model).to(info.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(trainable, cfg.training.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.training.lr_schedule, cfg.training.warmup_steps, total_steps)
     guard = NonFiniteGuard(max_consecutive=cfg.training.max_nonfinite, logger=logger)
     scaler = amp.grad_scaler(info.device, precision)
     codebook_size, schedule = cfg.model.codebook_size, [list(s) for s in cfg.model.nsvq.replace_schedule]
@@ -89,6 +91,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     if state is not None:
         model.load_state_dict(state["model"])  # includes the codebook and its hit counters (buffers)
         optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # checkpoints written before schedules existed ran at a constant lr
+            scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         guard.load_state_dict(state["guard"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
@@ -116,7 +120,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
             torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
         if info.is_main:
             written = checkpoint.save(ckpt_dir / name, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "guard": guard.state_dict(), "step": step, "epoch": epoch, "batches_done": batches_done,
                 "rng": rng_all, "config": resolved})
             if name.startswith("step_"):
@@ -178,6 +183,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                     if guard.check(out["loss"], grad_norm, step):
                         scaler.step(optimizer)
                     scaler.update()
+                    scheduler.step()
                 step += 1
                 bar.update(1)
                 window["samples"] += first.shape[0] * info.world_size
@@ -187,6 +193,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                 if step % cfg.logging.log_every == 0 or replaced is not None or step == 1:
                     elapsed = time.perf_counter() - window["start"]
                     scalars = {"loss": dist.all_reduce_mean(out["loss"]).item(),
+                               "recon_loss": dist.all_reduce_mean(out["recon_loss"]).item(),
+                               "codebook_error": dist.all_reduce_mean(out["codebook_error"]).item(),
                                "psnr": psnr(out["recon"].detach().float(), future, 1.0).mean().item(),
                                "copy_psnr": psnr(first, future, 1.0).mean().item(),
                                "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],

@@ -31,6 +31,7 @@ class NSVQConfig:
     #                                 threshold / codebook_size (a fraction of the uniform share: relative to usage)
     replace_from: str = "inputs"    # inputs: the last batch's (future - first) vectors | codes: live codes (LAPA)
     noise_scale: float = 0.1        # replacement noise std, relative to the per-dimension spread of the pool
+    codebook_loss_weight: float = 0.0  # > 0: add weight * |sg(input) - code|^2 (k-means pull; LAPA: none)
     init: str = "normal"            # normal | uniform
     replace_schedule: List[List[int]] = field(
         default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])  # [every, until]: LAPA's 26 events
@@ -187,19 +188,24 @@ class LatentActionQuantization(nn.Module):
     def forward(self, first: torch.Tensor, future: torch.Tensor) -> dict:
         """first, future: (B, 3, H, W) in [0, 1].
 
-        Returns {"loss": scalar pixel MSE, "recon": (B, 3, H, W) predicted future, "indices": (B, L) int64 code ids,
-        "perplexity": scalar (codebook usage in this batch, all positions pooled)}.
+        Returns {"loss": pixel MSE (+ codebook_loss_weight * codebook_error), "recon_loss": pixel MSE,
+        "codebook_error": mean squared code-to-input distance, "recon": (B, 3, H, W) predicted future,
+        "indices": (B, L) int64 code ids, "perplexity": scalar (codebook usage in this batch, positions pooled)}.
         """
         self._check(first, "first")
         self._check(future, "future")
         bias = self.spatial_rel_pos_bias(*self.grid)  # once per forward, shared by encoder and decoder
         first_emb, future_emb = self.patch_embed(first), self.patch_embed(future)
         first_tokens, future_tokens = self.encode(first_emb, future_emb, bias)
-        actions, indices, perplexity = self.vq(first_tokens, future_tokens)
+        actions, indices, perplexity, codebook_error = self.vq(first_tokens, future_tokens)
         # Queries are the first frame's patch embeddings, detached (as LAPA): the decoder cannot shape the embedding.
         recon = self.decode(first, first_emb.detach(), actions, bias)
-        loss = F.mse_loss(recon.float(), future.float())
-        return {"loss": loss, "recon": recon, "indices": indices, "perplexity": perplexity}
+        recon_loss = F.mse_loss(recon.float(), future.float())
+        loss = recon_loss
+        if self.cfg.nsvq.codebook_loss_weight:  # NSVQ's codes follow the inputs only slowly; this pulls them in
+            loss = loss + self.cfg.nsvq.codebook_loss_weight * codebook_error
+        return {"loss": loss, "recon_loss": recon_loss, "codebook_error": codebook_error, "recon": recon,
+                "indices": indices, "perplexity": perplexity}
 
     @torch.no_grad()
     def decode_codes(self, first: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

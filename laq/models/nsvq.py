@@ -45,7 +45,8 @@ def should_replace(step: int, schedule) -> bool:
 class NSVQ(nn.Module):
     """first, future: (B, h*w, dim) encoder tokens of the two frames.
 
-    forward -> (actions (B, L, dim), indices (B, L) int64, perplexity scalar), L = code_seq_len.
+    forward -> (actions (B, L, dim), indices (B, L) int64, perplexity scalar, codebook_error scalar),
+    L = code_seq_len; codebook_error = mean squared distance of the chosen codes to the detached inputs.
     """
 
     def __init__(self, dim: int, codebook_size: int, quant_dim: int, code_seq_len: int, grid: tuple[int, int],
@@ -121,7 +122,10 @@ class NSVQ(nn.Module):
             quantized = hard
         probs = torch.bincount(indices, minlength=self.codebook_size).float() / indices.numel()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
-        return self._tokens(quantized, batch), indices.reshape(batch, self.code_seq_len), perplexity
+        # Mean squared distance of each chosen code to its (detached) input: the k-means objective. NSVQ itself
+        # needs no codebook loss; the model adds this one only with model.nsvq.codebook_loss_weight > 0.
+        codebook_error = (delta.detach() - hard).pow(2).mean()
+        return self._tokens(quantized, batch), indices.reshape(batch, self.code_seq_len), perplexity, codebook_error
 
     def _tokens(self, quantized: torch.Tensor, batch: int) -> torch.Tensor:
         """(B*L, quant_dim) quantised vectors -> (B, L, dim) action tokens."""

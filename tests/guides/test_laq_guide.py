@@ -47,7 +47,7 @@ def data(tmp_path_factory):
     """20 synthetic scenes of 32 frames (scene layout): 18 train / 2 val scenes with the guide's val_split 0.1."""
     from laq.synth import write_dataset
     root = tmp_path_factory.mktemp("laq_guide") / "frames"
-    write_dataset(root, scenes=20, frames=32, image_size=32, square=6, step_px=1, actions=4)
+    write_dataset(root, scenes=20, frames=32, image_size=48, square=6, step_px=1, actions=4)
     return root
 
 

@@ -99,13 +99,13 @@ def test_replacement_makes_dead_codes_distinct_and_used():
         vq.codebooks[:] = 100.0  # collapse: seven identical codes far from the data, one code in use
         vq.codebooks[0] = 0.0
     first, future = torch.randn(16, 64, 16), torch.randn(16, 64, 16)
-    _, indices, _ = vq(first, future)
+    _, indices, _, _ = vq(first, future)
     assert indices.unique().numel() == 1
     replaced = vq.replace_dead_codes()
     assert replaced == 7 and int(vq.hits.sum()) == 0
     assert torch.unique(vq.codebooks.detach(), dim=0).shape[0] == 8  # all distinct (real noise, not 1e-12)
     vq.eval()
-    _, indices, _ = vq(first, future)
+    _, indices, _, _ = vq(first, future)
     assert indices.unique().numel() >= 4  # re-seeded codes sit where the data is, so they get picked
 
 
