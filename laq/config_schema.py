@@ -87,7 +87,8 @@ class TrainingConfig:
 
 @dataclass
 class TrainerConfig:
-    resume_from_checkpoint: Optional[str] = None   # PATH | latest
+    resume_from_checkpoint: Optional[str] = None   # PATH | latest | step number
+    allow_config_change: bool = False              # resume although seed / data / model / optimizer changed
     device: str = "auto"                           # auto | cpu | cuda
 
 

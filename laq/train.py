@@ -20,18 +20,19 @@ from common.data import BadSampleCounter, empty_on_any_rank
 from common.guard import NonFiniteGuard
 from common.log import Writer, progress, setup_logger, write_metrics
 from common.metrics import psnr
+from common.optim import build_optimizer
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
 from common.sched import build_scheduler
 from common.seed import seed_everything, set_deterministic
-from laq.checkpoints import (StepPruner, earlier_runs, epoch_name, find_resume, load_initial_weights,
-                             step_name)
+from laq.checkpoints import (EXACT_KEYS, RESUME_IGNORES, STEP_PATTERN, earlier_runs, epoch_name, find_resume,
+                             load_initial_weights, step_name)
 from laq.config_schema import validate
 from laq.data.build import build_datasets, make_loader
 from laq.evaluation import batch_code_stats, evaluate
 from laq.models import build_model
 from laq.models.nsvq import should_replace
-from laq.train_helpers import SectionTimer, WandbMirror, build_optimizer, pair_grid
+from laq.train_helpers import SectionTimer, WandbMirror, pair_grid
 
 
 def run(cfg, run_dir: str | os.PathLike) -> dict:
@@ -81,14 +82,22 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     # ---------------- model, optimizer, resume ----------------
     model = build_model(cfg.model).to(info.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(trainable, cfg.training.optimizer)
+    opt = cfg.training.optimizer
+    optimizer = build_optimizer(trainable, opt.name, opt.lr, opt.weight_decay, opt.betas,
+                                option="training.optimizer.name")
     scheduler = build_scheduler(optimizer, cfg.training.lr_schedule, cfg.training.warmup_steps, total_steps)
     guard = NonFiniteGuard(max_consecutive=cfg.training.max_nonfinite, logger=logger)
     scaler = amp.grad_scaler(info.device, precision)
     codebook_size, schedule = cfg.model.codebook_size, [list(s) for s in cfg.model.nsvq.replace_schedule]
     step, epoch, batches_done = 0, 0, 0
     path, state = find_resume(cfg.trainer.resume_from_checkpoint, ckpt_dir, [run_dir, *earlier_runs(run_dir)])
+    checkpoint.check_fresh_run_folder(run_dir, resuming=state is not None)  # a new run never mixes with an old one
+    if info.is_main:
+        checkpoint.remove_stale_temp_files(ckpt_dir)  # what a killed save left behind
     if state is not None:
+        checkpoint.check_resume_config(state.get("config"), resolved, EXACT_KEYS,
+                                       allow_change=cfg.trainer.allow_config_change, ignore=RESUME_IGNORES,
+                                       flag="trainer.allow_config_change=true", logger=logger)
         model.load_state_dict(state["model"])  # includes the codebook and its hit counters (buffers)
         optimizer.load_state_dict(state["optimizer"])
         if "scheduler" in state:  # checkpoints written before schedules existed ran at a constant lr
@@ -96,7 +105,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
         scaler.load_state_dict(state["scaler"])
         guard.load_state_dict(state["guard"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
-        checkpoint.set_rng_state(state["rng"][info.rank % len(state["rng"])])
+        checkpoint.restore_rng_states(state["rng"])
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
     elif cfg.model.init_from:  # new weights, new optimizer, step 0
         loaded = load_initial_weights(model, cfg.model.init_from)
@@ -105,7 +114,6 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
             logger.warning("model.init_from holds LAPA weights but model.lapa_compat=false: the corrected temporal "
                            "PEG and action tokens differ from what they were trained with (set "
                            "model.lapa_compat=true to keep LAPA's behaviour).")
-    pruner = StepPruner(ckpt_dir, cfg.training.keep_last, resumed=path, resumed_step=step)
     # No buffer sync on forward: the NSVQ hit counters are summed over ranks by the quantiser itself.
     ddp_model = DDP(model, forward_sync_buffers=False) if info.distributed else model
     # Compiled for the training steps only (evaluation runs eagerly, so eval mode does not trigger a recompile).
@@ -114,18 +122,16 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                 sum(p.numel() for p in model.parameters()) / 1e6, total_steps, steps_per_epoch)
 
     def save(name: str) -> None:
-        rng_all = [checkpoint.rng_state()]
-        if info.distributed:
-            rng_all = [None] * info.world_size
-            torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
+        rng_all = checkpoint.gather_rng_states()  # a collective: every rank calls it
         if info.is_main:
             written = checkpoint.save(ckpt_dir / name, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "guard": guard.state_dict(), "step": step, "epoch": epoch, "batches_done": batches_done,
                 "rng": rng_all, "config": resolved})
-            if name.startswith("step_"):
-                pruner.saved(written)
+            if name.startswith("step_"):  # only this run's step files; never the one just written or resumed
+                checkpoint.prune(ckpt_dir, cfg.training.keep_last, STEP_PATTERN,
+                                 keep=[written] + ([path] if path is not None else []))
         dist.barrier()
 
     def validate_now() -> dict:

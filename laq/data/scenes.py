@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from common.data import BadSampleError, frame_number, sorted_frames
+from common.data import BadSampleError, frame_number, resolve_inside, sorted_frames
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,11 @@ def contiguous_runs(frames: Sequence[Path]) -> list[list[Path]]:
 
 
 def _inside(root: Path, relative: str, allow_outside: bool, where: str) -> Path:
-    """root / relative, refused when it resolves outside root (../, absolute paths) unless allowed."""
-    path = root / relative
-    if not allow_outside and not path.resolve().is_relative_to(root.resolve()):
-        raise ValueError(f"{where}: scene_folder {relative!r} points outside the data folder {root}; set "
-                         f"data.allow_outside_root=true if that is intended")
-    return path
+    """root / relative, refused when it leaves root (../, absolute paths) unless data.allow_outside_root."""
+    try:
+        return resolve_inside(root, relative, allow_outside, what=f"{where}: scene_folder")
+    except BadSampleError as exc:
+        raise BadSampleError(f"{exc}; set data.allow_outside_root=true if that is intended") from exc
 
 
 def discover_scenes(folders: str | Sequence[str], filters: Mapping[str, Any] | None = None,

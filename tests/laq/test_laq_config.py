@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
+from common.optim import build_optimizer
 from laq.config_schema import compose_config, validate
 from laq.data.build import build_datasets
-from laq.train_helpers import build_optimizer
 from laq.models import build_model
 from laq.synth import write_dataset
 
@@ -47,7 +47,8 @@ def test_overrides_reach_the_code(tmp_path):
     assert data.val.offsets == [2, 5] and data.val[0]["first"].shape == (3, 32, 32)
     model = build_model(cfg.model)
     assert model.cfg.image_size == 32 and model.vq.codebooks.shape == (5, 32)
-    optimizer = build_optimizer(model.parameters(), cfg.training.optimizer)
+    opt = cfg.training.optimizer
+    optimizer = build_optimizer(model, opt.name, opt.lr, opt.weight_decay, opt.betas)
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == 5e-4
 
 

@@ -121,6 +121,24 @@ def test_short_scene_and_missing_column_skip_or_raise(tmp_path):
         discover_scenes(str(tmp_path / "a"), {"no_such_column": 1}, strict=True)
 
 
+def test_truncated_jpeg_and_png_are_bad_samples(tmp_path):
+    """OpenCV decodes a truncated JPEG partially (grey end, only a libjpeg warning); common.read_image refuses it, so
+    the pair is skipped and counted (strict: an error naming the file)."""
+    write_dataset(tmp_path / "a", scenes=1, frames=4, image_size=32, square=6, step_px=1)
+    frame = tmp_path / "a" / "scene_0000" / "frame_0001.jpg"
+    frame.write_bytes(frame.read_bytes()[: len(frame.read_bytes()) // 2])
+    png = tmp_path / "a" / "scene_0000" / "frame_0003.png"
+    cv2.imwrite(str(png), np.zeros((32, 32, 3), np.uint8))
+    png.write_bytes(png.read_bytes()[:-20])
+    (tmp_path / "a" / "scene_0000" / "frame_0003.jpg").unlink()
+    scenes, _ = discover_scenes(str(tmp_path / "a"))
+    items = [PairDataset(scenes, [1], 32, {})[i] for i in range(3)]
+    assert [isinstance(item, SkippedSample) for item in items] == [True, True, True]
+    assert "Truncated image" in items[0].reason and items[2].path.endswith("frame_0003.png")
+    with pytest.raises(BadSampleError, match="Truncated image.*frame_0001.jpg"):
+        PairDataset(scenes, [1], 32, {}, strict=True)[0]
+
+
 def test_corrupt_jpeg_skipped_and_counted_or_raised(tmp_path):
     write_dataset(tmp_path / "a", scenes=2, frames=4, image_size=32, square=6, step_px=1)
     bad = tmp_path / "a" / "scene_0000" / "frame_0001.jpg"
@@ -184,10 +202,10 @@ def test_scene_folders_outside_the_root_are_refused_unless_allowed(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     _write_csv(root, [{"scene_folder": "../outside/scene_0000"}])
-    with pytest.raises(ValueError, match="points outside the data folder.*allow_outside_root"):
+    with pytest.raises(BadSampleError, match="scenes.csv: scene_folder.*points outside the data folder.*allow_outside_root"):
         discover_scenes(str(root))
     _write_csv(root, [{"scene_folder": str(tmp_path / "outside" / "scene_0000")}])
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(BadSampleError, match="outside"):
         discover_scenes(str(root))
     scenes, _ = discover_scenes(str(root), allow_outside_root=True)
     assert len(scenes) == 1

@@ -82,3 +82,26 @@ def test_compile_flag_trains_the_compiled_module(tmp_path, monkeypatch):
     assert calls == []
     run(make_cfg(common_args + ["training.compile=true"]), tmp_path / "compiled")
     assert calls == [2, 2, 2]  # one compiled call (first, future) per training step
+
+
+def test_start_up_checks_keep_runs_apart(tmp_path):
+    """A fresh run refuses a folder holding an earlier run's checkpoints; a resume refuses a changed learning rate
+    (naming the key and the flag) unless trainer.allow_config_change=true; a stale temp file of a killed save is
+    removed at start-up."""
+    import pytest
+    write_dataset(tmp_path / "data", scenes=12, frames=4, image_size=32, square=8, step_px=2, actions=3)
+    args = [f"data.folder={tmp_path / 'data'}", "data.offsets=[1]", "data.max_samples=null", "data.batch_size=4",
+            "data.val_split=0.2", "training.epochs=100", "training.max_steps=2", "training.val_every_steps=1000"]
+    run(make_cfg(args), tmp_path / "run")
+    with pytest.raises(checkpoint.RunFolderInUse, match="already holds.*last.pt"):
+        run(make_cfg(args), tmp_path / "run")
+    stale = tmp_path / "run" / "checkpoints" / ".step_0000003.pt.1a2b3c4d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    resume = args + ["trainer.resume_from_checkpoint=latest"]
+    with pytest.raises(checkpoint.ConfigChangeError,
+                       match=r"training\.optimizer\.lr: 0\.0001 -> 0\.01.*trainer\.allow_config_change=true"):
+        run(make_cfg(resume + ["training.optimizer.lr=1e-2"]), tmp_path / "run")
+    assert not stale.exists()
+    run(make_cfg(resume + ["training.optimizer.lr=1e-2", "trainer.allow_config_change=true",
+                           "training.max_steps=3"]), tmp_path / "run")
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 3
