@@ -29,7 +29,7 @@ LR = GuideCommand(158, "python scripts/2_train_laq.py experiment=laq_normal trai
 BATCH = GuideCommand(163, "python scripts/2_train_laq.py experiment=laq_normal data.batch_size=64",
                      (NORMAL, ("data.batch_size=64", "data.batch_size=6")))
 LONG = ("experiment=laq_normal", "experiment=laq_normal " + SIZE.replace("training.max_steps=2 ", "").replace(
-    "data.batch_size=4", "data.batch_size=18") + " training.checkpoint_every_steps=100000")  # 2 steps per epoch
+    "data.batch_size=4", "data.batch_size=36") + " training.checkpoint_every_steps=100000")  # 1 step per epoch
 EPOCHS = GuideCommand(168, "python scripts/2_train_laq.py experiment=laq_normal training.epochs=100", (LONG,))
 WANDB = GuideCommand(173, "python scripts/2_train_laq.py experiment=laq_normal logging.use_wandb=true", (NORMAL,))
 PROFILE = GuideCommand(178, "python scripts/2_train_laq.py experiment=laq_normal training.profiler.enabled=true "
@@ -107,7 +107,7 @@ def test_learning_rate_batch_size_and_epochs_reach_the_run(data, tmp_path):
 
 @pytest.mark.slow
 def test_more_epochs_then_resume_from_laq_epoch10(data, tmp_path):
-    """100 epochs of 2 steps (36 pairs, batch 18) write laq-epoch10.ckpt ... laq-epoch100.ckpt; the guide's resume
+    """100 epochs of 1 step (36 pairs, batch 36) write laq-epoch10.ckpt ... laq-epoch100.ckpt; the guide's resume
     line (./checkpoints/laq-epoch10.ckpt, found in the experiment's earlier run folder) continues from it to
     laq_normal's 50 epochs."""
     runs = tmp_path / "runs" / "laq_normal"
@@ -115,9 +115,9 @@ def test_more_epochs_then_resume_from_laq_epoch10(data, tmp_path):
     first = runs / "2026-01-01_00-00-00" / "checkpoints"
     assert {"laq-epoch10.ckpt", "laq-epoch100.ckpt", "last.pt"} <= {p.name for p in first.iterdir()}
     result = run(RESUME, data, runs / "2026-01-02_00-00-00")
-    assert re.search(r"Resumed from .*2026-01-01_00-00-00/checkpoints/laq-epoch10.ckpt at step 20 \(epoch 10",
+    assert re.search(r"Resumed from .*2026-01-01_00-00-00/checkpoints/laq-epoch10.ckpt at step 10 \(epoch 10",
                      result.stdout)
-    assert json.loads((runs / "2026-01-02_00-00-00" / "metrics.json").read_text())["train/steps"] == 100
+    assert json.loads((runs / "2026-01-02_00-00-00" / "metrics.json").read_text())["train/steps"] == 50
 
 
 @pytest.mark.slow
