@@ -1,4 +1,4 @@
-"""Image grids and colour maps for TensorBoard and PNG outputs (numpy/OpenCV only; torchvision not needed)."""
+"""Image grids (torchvision's make_grid) and colour maps (OpenCV) for TensorBoard and PNG outputs."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -6,6 +6,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
+from torchvision.utils import make_grid
 
 COLORMAPS = {"turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO, "magma": cv2.COLORMAP_MAGMA,
              "jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS}
@@ -41,18 +42,25 @@ def colorize(values: torch.Tensor | np.ndarray, vmin: float | None = None, vmax:
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2, pad_value: int = 255) -> np.ndarray:
-    """Tile (H,W,3) uint8 images into a grid: rows[i][j] is the image at row i, column j. Sizes may differ."""
-    if not rows or not rows[0]:
+    """Tile (H,W,3) uint8 images into one (H',W',3) uint8 grid with torchvision.utils.make_grid.
+
+    rows[i][j] is the image at row i, column j. Rows may differ in length and images in size: each cell is as large
+    as the largest image, an image sits at its cell's top left, and the rest of the cell is `pad_value`, like the
+    `pad` pixels around and between cells.
+    """
+    if not rows or not any(rows):
         raise ValueError("image_grid needs at least one image")
     cell_h = max(img.shape[0] for row in rows for img in row)
     cell_w = max(img.shape[1] for row in rows for img in row)
     n_cols = max(len(row) for row in rows)
-    grid = np.full((len(rows) * (cell_h + pad) + pad, n_cols * (cell_w + pad) + pad, 3), pad_value, np.uint8)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            top, left = pad + i * (cell_h + pad), pad + j * (cell_w + pad)
-            grid[top:top + img.shape[0], left:left + img.shape[1]] = img
-    return grid
+    blank = np.full((cell_h, cell_w, 3), pad_value, np.uint8)
+    cells = [np.pad(row[j], ((0, cell_h - row[j].shape[0]), (0, cell_w - row[j].shape[1]), (0, 0)),
+                    constant_values=pad_value) if j < len(row) else blank
+             for row in rows for j in range(n_cols)]
+    if len(cells) == 1:  # make_grid returns a single image as it is, without the border
+        return np.pad(cells[0], ((pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
+    batch = torch.from_numpy(np.stack(cells)).permute(0, 3, 1, 2)  # (N,3,H,W) uint8
+    return make_grid(batch, nrow=n_cols, padding=pad, pad_value=pad_value).permute(1, 2, 0).numpy()
 
 
 def save_png(path, image: np.ndarray) -> None:

@@ -7,8 +7,6 @@ Ends with the line `total_params: N` (all parameters, including a frozen ViT bra
 from __future__ import annotations
 
 import argparse
-import logging
-
 import torch
 
 from stereo.core.model import build_model
@@ -17,9 +15,8 @@ from stereo.train.config import load_config
 
 def summarise(model_cfg: dict) -> list[tuple[str, int, int]]:
     """[(part, parameters, trainable)] for the model's top-level parts, then ("total", ...)."""
-    logging.getLogger("stereo.core.vit").setLevel(logging.ERROR)  # the no-weights warning is irrelevant here
     with torch.device("meta"):
-        model = build_model({**model_cfg, "vit_weights": None})  # meta tensors cannot take loaded weights
+        model = build_model(model_cfg, load_pretrained=False)  # meta tensors cannot take loaded weights
     rows = [(name, sum(p.numel() for p in part.parameters()),
              sum(p.numel() for p in part.parameters() if p.requires_grad)) for name, part in model.named_children()]
     rows.append(("total", sum(p.numel() for p in model.parameters()),

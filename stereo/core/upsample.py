@@ -1,4 +1,4 @@
-"""Padding to a multiple of 32 (and back) and convex upsampling of 1/4-resolution disparity to full resolution."""
+"""Padding to a multiple of 32 (and back), and the 9-neighbour softmax upsampling of 1/4-resolution disparity."""
 from __future__ import annotations
 
 import torch
@@ -6,17 +6,13 @@ import torch.nn.functional as F
 
 
 class InputPadder:
-    """Replicate-pad (B, C, H, W) images so H and W are multiples of `divisor`; `unpad` crops back.
-
-    Width is padded on both sides and height at the bottom (RAFT-Stereo's non-'sintel' mode): the pixels a
-    stereo pair shares stay in the same rows.
-    """
+    """Replicate-pad (B, C, H, W) tensors so H and W are multiples of `divisor`, half of the padding on each side
+    (the reference demo's InputPadder(divis_by=32), mode 'sintel'); `unpad` crops back."""
 
     def __init__(self, shape: torch.Size | tuple, divisor: int = 32):
         height, width = shape[-2:]
-        pad_h = (-height) % divisor
-        pad_w = (-width) % divisor
-        self.pad = (pad_w // 2, pad_w - pad_w // 2, 0, pad_h)  # F.pad order: left, right, top, bottom
+        pad_h, pad_w = (-height) % divisor, (-width) % divisor
+        self.pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)  # F.pad order: l, r, t, b
         self.height, self.width = height, width
 
     def pad_images(self, *images: torch.Tensor) -> list[torch.Tensor]:
@@ -28,19 +24,10 @@ class InputPadder:
         return tensor[..., top:top + self.height, left:left + self.width]
 
 
-def convex_upsample(disp: torch.Tensor, mask: torch.Tensor, factor: int) -> torch.Tensor:
-    """Upsample (B, 1, h, w) disparity in low-resolution pixels to (B, 1, h·f, w·f) in full-resolution pixels.
-
-    Each fine pixel is a softmax-weighted (convex) combination of the 3×3 coarse neighbours; mask is
-    (B, 9·f·f, h, w) logits. Disparity values are multiplied by f.
-    """
+def context_upsample(disp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w) disparity (already in full-resolution px) and (B, 9, 4h, 4w) softmax weights -> (B, 1, 4h, 4w):
+    each fine pixel is the weighted sum of the 3×3 coarse neighbours of its coarse pixel."""
     batch, _, height, width = disp.shape
-    weights = torch.softmax(mask.view(batch, 1, 9, factor, factor, height, width), dim=2)
-    neighbours = F.unfold(factor * disp, kernel_size=3, padding=1).view(batch, 1, 9, 1, 1, height, width)
-    fine = torch.sum(weights * neighbours, dim=2)  # (B, 1, f, f, h, w)
-    return fine.permute(0, 1, 4, 2, 5, 3).reshape(batch, 1, height * factor, width * factor)
-
-
-def upsample_disparity(disp: torch.Tensor, factor: int) -> torch.Tensor:
-    """Bilinear upsampling of (B, 1, h, w) disparity, values scaled by `factor` (used for the initial d0)."""
-    return factor * F.interpolate(disp, scale_factor=factor, mode="bilinear", align_corners=False)
+    neighbours = F.unfold(disp, 3, 1, 1).reshape(batch, 9, height, width)
+    neighbours = F.interpolate(neighbours, (4 * height, 4 * width), mode="nearest")
+    return (neighbours * weights).sum(dim=1, keepdim=True)

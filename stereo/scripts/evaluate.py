@@ -1,11 +1,16 @@
-"""Evaluate a checkpoint on a dataset folder: prints the metrics table, writes metrics.json and colourised
-predictions (left | GT | prediction | error) as PNG.
+"""Evaluate a checkpoint on a dataset folder: prints the metrics table beside the best constant disparity,
+writes metrics.json and colourised predictions (left | GT | prediction | error) as PNG.
 
     python stereo/scripts/evaluate.py --checkpoint WS/checkpoint/00010000.pt --data DIR --format folder \
-        [--ema] [--valid_iters 32] --output OUT
+        [--ema] [--valid_iters 32] [--skip_bad] --output OUT
+    python stereo/scripts/evaluate.py --checkpoint pretrained_models/23-51-11/model_best_bp2.pth \
+        --cfg pretrained_models/23-51-11/cfg.yaml --data DIR --format middlebury --output OUT
 
---checkpoint takes a {step:08d}.pt file (the model config is read from it); with --ema the {step:08d}_ema.pt
-beside it is used. Metrics: see stereo.train.metrics (per image, then averaged over images).
+--checkpoint takes a {step:08d}.pt file of this project (the model config is read from it; with --ema the
+{step:08d}_ema.pt beside it is used) or a released FoundationStereo checkpoint with its cfg.yaml (--cfg, default:
+cfg.yaml beside the checkpoint, as the reference's run_demo.py). Strict by default: an unreadable pair is an
+error naming its file; with --skip_bad it is skipped and counted; nothing evaluated is an error (exit 1).
+Metrics: see stereo.train.metrics (per image, then averaged over images) and stereo.train.evaluation.
 """
 from __future__ import annotations
 
@@ -13,83 +18,58 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from common import amp, checkpoint
-from common.data import BadSampleError, SkippedSample
 from common.log import setup_logger, write_metrics
-from common.viz import save_png
 from stereo.core.model import build_model
-from stereo.train.dataloader import FORMATS, EvalDataset, load_pair
-from stereo.train.metrics import METRIC_NAMES, MetricAverager
-from stereo.train.utils import visualise
+from stereo.core.official import load_official, load_state_dict_strict
+from stereo.train.dataloader import FORMATS, EvalDataset
+from stereo.train.evaluation import EvaluationError, evaluate_dataset
+from stereo.train.metrics import METRIC_NAMES
 
 
-@torch.no_grad()
-def validate(model, dataset, device: torch.device, precision: torch.dtype = torch.float32, iters: int | None = None,
-             constant: float | None = None, vis_dir: str | None = None, max_vis: int = 0) -> dict:
-    """Mean per-image metrics of `model` (or of predicting `constant` px everywhere) over `dataset`."""
-    was_training = model.training if model is not None else False
-    if model is not None:
-        model.eval()
-    averager = MetricAverager()
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        if isinstance(sample, SkippedSample):
-            continue
-        left, right = sample["left"][None].to(device), sample["right"][None].to(device)
-        gt, valid = sample["disparity"][None].to(device), sample["valid"][None].to(device)
-        if constant is not None:
-            pred = torch.full_like(gt, float(constant))
-        else:
-            with amp.autocast(device, precision):
-                pred = model(left, right, iters=iters)["disparity"].float()
-        averager.update(pred, gt, valid)
-        if vis_dir is not None and index < max_vis:
-            save_png(Path(vis_dir) / f"{index:06d}.png", visualise(left, gt, valid, pred))
-    if model is not None and was_training:
-        model.train()
-    return averager.result()
+def model_predictor(model, device: torch.device, precision: torch.dtype = torch.float32, iters: int | None = None):
+    """predict(left, right) for evaluate_dataset: [0, 1] images -> disparity px, with the model taking 0-255 images
+    as the reference does."""
+    model.eval()
+
+    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        with amp.autocast(device, precision):
+            return model(255 * left, 255 * right, iters=iters, test_mode=True)
+
+    return predict
 
 
-def mean_disparity(dataset, max_pairs: int = 256) -> float:
-    """Mean valid GT disparity over (up to max_pairs per source) un-augmented pairs of a TrainingDataset: the
-    constant that the trivial mean-disparity baseline predicts."""
-    total, count = 0.0, 0
-    for entry, pairs, _ in dataset.sources:
-        for pair in pairs[:max_pairs]:
-            try:
-                disp = load_pair(pair, entry["format"])[2]
-            except (BadSampleError, OSError, ValueError):
-                continue  # the training loop already reports bad files
-            valid = np.isfinite(disp) & (disp > 0) & (disp < dataset.max_disparity)
-            total += float(disp[valid].sum())
-            count += int(valid.sum())
-    return total / max(count, 1)
-
-
-def load_model(path: str, ema: bool, device: torch.device, valid_iters: int | None):
+def load_model(path: str, ema: bool, device: torch.device, valid_iters: int | None, cfg: str | None = None):
+    """A {step:08d}.pt of this project, or a released checkpoint (+ cfg.yaml) -> the model in eval mode on device."""
     state = checkpoint.load(path)
-    if "model_config" not in state:
-        raise ValueError(f"{path} has no model_config; pass a {{step:08d}}.pt written by stereo/scripts/train.py")
+    overrides = {"valid_iters": valid_iters} if valid_iters is not None else {}
+    if "model_config" not in state:  # not ours: a released FoundationStereo file
+        cfg = Path(cfg) if cfg else Path(path).with_name("cfg.yaml")
+        if ema:
+            raise ValueError(f"--ema needs a checkpoint of this project; {path} has no model_config")
+        if not cfg.is_file():
+            raise FileNotFoundError(f"{path} has no model_config, so it is read as a released FoundationStereo "
+                                    f"checkpoint, which needs its cfg.yaml: pass --cfg (not found: {cfg})")
+        return load_official(state, cfg, overrides).to(device)
+    if cfg:
+        raise ValueError(f"--cfg is for released checkpoints; {path} carries its own model_config")
     if ema:
         ema_path = Path(path).with_name(Path(path).stem + "_ema.pt")
         if not ema_path.is_file():
             raise FileNotFoundError(f"--ema given but {ema_path} does not exist (was the run trained with "
                                     "--enable_ema false?)")
         state = {**checkpoint.load(ema_path), "model_config": state["model_config"]}
-    config = dict(state["model_config"])
-    if valid_iters is not None:
-        config["valid_iters"] = valid_iters
-    model = build_model(config).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    model = build_model({**state["model_config"], **overrides}, load_pretrained=False)  # the file has every weight
+    load_state_dict_strict(model, state["model"], str(path))
+    return model.to(device).eval()
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a {step:08d}.pt model file")
+    parser.add_argument("--checkpoint", required=True, help="a {step:08d}.pt model file, or a released .pth")
+    parser.add_argument("--cfg", default=None, help="cfg.yaml of a released checkpoint (default: beside it)")
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--format", default="folder", choices=FORMATS)
     parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
@@ -97,22 +77,29 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", required=True, help="folder for metrics.json and vis/")
     parser.add_argument("--max_disparity", type=float, default=None, help="valid GT limit (default: model max_disp)")
     parser.add_argument("--num_vis", type=int, default=16, help="colourised predictions to write")
+    parser.add_argument("--skip_bad", action="store_true", help="skip (and count) unreadable pairs instead of stopping")
     args = parser.parse_args(argv)
     logger = setup_logger(args.output, name="evaluate", filename="evaluate_log.txt", packages=("stereo",))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(args.checkpoint, args.ema, device, args.valid_iters)
+    model = load_model(args.checkpoint, args.ema, device, args.valid_iters, args.cfg)
     max_disparity = args.max_disparity or model.cfg["max_disp"]
-    dataset = EvalDataset(args.data, args.format, max_disparity)
+    dataset = EvalDataset(args.data, args.format, max_disparity)  # evaluate_dataset applies --skip_bad
     os.makedirs(os.path.join(args.output, "vis"), exist_ok=True)
-    metrics = validate(model, dataset, device, vis_dir=os.path.join(args.output, "vis"), max_vis=args.num_vis)
-    logger.info("%d pairs from %s (%s), checkpoint %s%s", len(dataset), args.data, args.format, args.checkpoint,
+    metrics = evaluate_dataset(model_predictor(model, device), dataset, device, skip_bad=args.skip_bad,
+                               vis_dir=os.path.join(args.output, "vis"), max_vis=args.num_vis)
+    logger.info("%d of %d pairs from %s (%s; %d skipped, %d without valid GT), checkpoint %s%s", metrics["pairs"],
+                len(dataset), args.data, args.format, metrics["skipped"], metrics["no_valid_gt"], args.checkpoint,
                 " (EMA)" if args.ema else "")
     logger.info("%-10s %10s", "metric", "value")
     for name in METRIC_NAMES:
         logger.info("%-10s %10.4f", name, metrics[name])
+    logger.info("best constant disparity %.2f px: epe %.4f", metrics["best_constant"], metrics["best_constant_epe"])
     write_metrics(args.output, {f"eval/{k}": v for k, v in metrics.items()})
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (EvaluationError, FileNotFoundError, ValueError, checkpoint.CheckpointError) as exc:
+        raise SystemExit(f"evaluate.py: error: {exc}") from None

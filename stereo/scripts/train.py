@@ -1,142 +1,183 @@
-"""Train the stereo model (FoundationStereo-style) with the guide's command line.
+"""Train the stereo model with the guide's command line (a MoGe-style trainer). From stereo/:
 
-    python stereo/scripts/train.py --config stereo/configs/train/stereo_v1.json --workspace workspace/v1
-    torchrun --nproc_per_node=8 stereo/scripts/train.py --config ... --workspace ... --checkpoint latest
+    python scripts/train.py --config configs/train/stereo_v1.json --workspace workspace/v1
+    torchrun --nproc_per_node=8 scripts/train.py --config ... --workspace ...
+    accelerate launch --multi_gpu --num_processes 8 scripts/train.py --config ... --workspace ...
+    python scripts/train.py --workspace workspace/v1 --checkpoint latest    # continues with the run's settings
 
-Writes into WORKSPACE: config.json (resolved), log.txt, tensorboard/, checkpoint/ (see stereo.train.utils),
-vis/{step:08d}.png, metrics.json (validation metrics, with the mean-disparity baseline), mlflow.db (MLflow).
+Writes into WORKSPACE: config.json (resolved), log.txt, tensorboard/, checkpoint/ (stereo.train.checkpoints),
+vis/{step:08d}.png, metrics.json (validation metrics beside the constant-disparity baselines), mlflow.db.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from common import amp, checkpoint, dist
+from common.checkpoint import CheckpointError
+from common.config import ConfigError
 from common.config import save as save_config
-from common.data import BadSampleCounter, collate_skipping, empty_on_any_rank
+from common.data import BadSampleCounter, BadSampleError, collate_skipping, empty_on_any_rank
 from common.ema import make_ema
 from common.guard import NonFiniteGuard
-from common.log import Writer, setup_logger, write_metrics
+from common.log import Writer, progress, setup_logger, write_metrics
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
 from common.sampler import ResumableSampler
-from common.seed import seed_everything, set_deterministic
+from common.seed import loader_generator, seed_everything, set_deterministic, worker_init_fn
 from common.viz import save_png
 from stereo.core.model import build_model
-from stereo.scripts.evaluate import mean_disparity, validate
+from stereo.core.official import load_weights
+from stereo.core.pretrained import PretrainedWeightsError
+from stereo.train.checkpoints import CheckpointWriter, load_ema_state, remove_stale_temp_files
+from stereo.train.cli import LaunchError, check_launch_environment, non_negative_int, positive_int, str2bool
 from stereo.train.config import load_config
 from stereo.train.dataloader import EvalDataset, SizedBatchSampler, TrainingDataset
-from stereo.train.losses import build_loss
-from stereo.train.utils import (build_lr_scheduler, build_optimizer, resolve_checkpoint, save_training_checkpoint,
-                                str2bool, visualise)
+from stereo.train.evaluation import EvaluationError, evaluate_dataset, mean_disparity
+from stereo.train.objective import build_objective
+from stereo.train.resume import (ConfigChangeError, check_fresh_run_folder, check_resume_config, exact_resume_keys,
+                                 resolve_checkpoint, run_settings)
+from stereo.train.tracking import start_tracking
+from stereo.train.utils import build_lr_scheduler, build_optimizer, visualise
 
+# Errors that mean "the command, its config, its data or its run folder is not right" (their messages say what to do).
+USER_ERRORS = (ConfigError, ConfigChangeError, FileExistsError, FileNotFoundError, CheckpointError, BadSampleError,
+               EvaluationError, LaunchError, PretrainedWeightsError)
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "train", "stereo_v1.json")
+# The guide's "Command Line Options" table (plus --num_vis_images, --enable_profiler, --deterministic). These
+# flags default to None on the command line so that a resumed run keeps its own values unless they are given.
+RUN_DEFAULTS = {"batch_size_forward": 4, "gradient_accumulation_steps": 1, "enable_gradient_checkpointing": True,
+                "enable_mixed_precision": False, "enable_ema": True, "num_iterations": 100000, "save_every": 5000,
+                "log_every": 500, "vis_every": 0, "num_vis_images": 32, "enable_mlflow": True, "seed": 0,
+                "enable_profiler": False, "deterministic": False}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="json config (unknown keys are errors)")
-    parser.add_argument("--workspace", default="workspace/debug", help="run folder")
-    parser.add_argument("--checkpoint", default=None, help="a .pt path, 'latest', or a step number")
-    parser.add_argument("--batch_size_forward", type=int, default=8, help="pairs per forward pass per process")
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--enable_gradient_checkpointing", type=str2bool, default=True)
-    parser.add_argument("--enable_mixed_precision", type=str2bool, default=False)
-    parser.add_argument("--enable_ema", type=str2bool, default=True)
-    parser.add_argument("--num_iterations", type=int, default=1000000, help="optimizer steps in total")
-    parser.add_argument("--save_every", type=int, default=10000)
-    parser.add_argument("--log_every", type=int, default=1000)
-    parser.add_argument("--vis_every", type=int, default=0, help="0 = never")
-    parser.add_argument("--num_vis_images", type=int, default=32)
-    parser.add_argument("--enable_mlflow", type=str2bool, default=False, help="needs the mlflow package")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--enable_profiler", type=str2bool, default=False, help="torch.profiler trace to tensorboard/")
-    parser.add_argument("--deterministic", type=str2bool, default=False, help="bitwise-reproducible kernels (slower)")
+    flag = lambda name, kind, text: parser.add_argument(
+        f"--{name}", type=kind, default=None, help=f"{text} [default: {RUN_DEFAULTS[name]}; a resumed run keeps its own]")
+    parser.add_argument("--config", default=None, help="json config [default: configs/train/stereo_v1.json; a "
+                        "resumed run keeps its own]")
+    parser.add_argument("--workspace", default="workspace/stereo_train", help="run folder [default: %(default)s]")
+    parser.add_argument("--checkpoint", default=None, help="'latest', a step number, a checkpoint folder or a .pt file")
+    parser.add_argument("--init_from", default=None,
+                        help="start from these weights only (a released model_best_bp2.pth or a checkpoint of this "
+                             "project); step, optimizer and schedule start fresh")
+    parser.add_argument("--allow_config_change", type=str2bool, default=False,
+                        help="resume even though settings that break exact resume changed (lr, batch size, ...)")
+    flag("batch_size_forward", positive_int, "pairs per forward pass per process")
+    flag("gradient_accumulation_steps", positive_int, "forwards per optimizer step")
+    flag("enable_gradient_checkpointing", str2bool, "recompute activations in backward (memory)")
+    flag("enable_mixed_precision", str2bool, "autocast with train.mixed_precision_dtype (bf16; fp16 adds a GradScaler)")
+    flag("enable_ema", str2bool, "EMA of weights and buffers; validation uses it")
+    flag("num_iterations", positive_int, "optimizer steps in total")
+    flag("save_every", positive_int, "steps between checkpoints")
+    flag("log_every", positive_int, "steps between log lines and TensorBoard/MLflow scalars")
+    flag("vis_every", non_negative_int, "steps between visualisations (0 = never)")
+    flag("num_vis_images", positive_int, "images per visualisation")
+    flag("enable_mlflow", str2bool, "MLflow tracking ($MLFLOW_TRACKING_URI, else WORKSPACE/mlflow.db)")
+    flag("seed", non_negative_int, "seeds, shuffling and every augmentation draw")
+    flag("enable_profiler", str2bool, "torch.profiler trace into tensorboard/")
+    flag("deterministic", str2bool, "bitwise-reproducible kernels (slower)")
     return parser
-
-
-def start_mlflow(enabled: bool, workspace: str, params: dict):
-    if not enabled:
-        return None
-    try:
-        import mlflow
-    except ImportError as exc:
-        raise RuntimeError("--enable_mlflow true needs the mlflow package (pip install mlflow), or pass "
-                           "--enable_mlflow false; TensorBoard logging is always on.") from exc
-    # mlflow >= 3.7 refuses the plain file store; a SQLite file in the workspace is its local default.
-    mlflow.set_tracking_uri("sqlite:///" + os.path.abspath(os.path.join(workspace, "mlflow.db")))
-    mlflow.start_run()
-    mlflow.log_params(params)
-    return mlflow
 
 
 def main(argv=None) -> dict:
     args = get_args_parser().parse_args(argv)
-    config = load_config(args.config)
-    # ---------------------------------------------------------------- set-up
+    check_launch_environment()
+    # ---------------------------------------------------------------- set-up: which run, which settings
     info = dist.setup()
-    if args.deterministic:
-        set_deterministic(True)
-    seed_everything(args.seed, info.rank)
     logger = setup_logger(args.workspace, packages=("stereo",))
-    writer = Writer(os.path.join(args.workspace, "tensorboard"))
     ckpt_dir = os.path.join(args.workspace, "checkpoint")
     if info.is_main:
+        remove_stale_temp_files(ckpt_dir)
+    resumed = resolve_checkpoint(args.checkpoint, ckpt_dir)
+    saved = resumed.training if resumed is not None else None  # None: fresh run (or weights only, from step 0)
+    flags = argparse.Namespace(**run_settings(vars(args), RUN_DEFAULTS, saved and saved.get("settings")))
+    config = saved["config"] if saved is not None and args.config is None else load_config(args.config or DEFAULT_CONFIG)
+    if saved is not None:
+        check_resume_config({key: saved.get(key) for key in ("config", "settings", "world_size")},
+                            {"config": config, "settings": vars(flags), "world_size": info.world_size},
+                            exact_resume_keys(config), args.allow_config_change)
+    check_fresh_run_folder(ckpt_dir, resuming=saved is not None)
+    if not config["data"]["datasets"]:
+        raise ConfigError("data.datasets is empty: add at least one training dataset (see stereo/README.md)")
+    if flags.deterministic:
+        set_deterministic(True)
+    seed_everything(flags.seed, info.rank)
+    writer = Writer(os.path.join(args.workspace, "tensorboard"))
+    if info.is_main:
         save_config(config, os.path.join(args.workspace, "config.json"))
-    mlflow = start_mlflow(args.enable_mlflow and info.is_main, args.workspace, {**vars(args), "world_size": info.world_size})
-    precision = amp.parse_precision(config["train"]["mixed_precision_dtype"] if args.enable_mixed_precision else "fp32")
+    tracker = start_tracking(flags.enable_mlflow and info.is_main, args.workspace,
+                             {"config": config, "settings": vars(flags), "world_size": info.world_size},
+                             run_id=saved.get("mlflow_run_id") if saved is not None else None)
+    tracker.artifact(os.path.join(args.workspace, "config.json"))
+    precision = amp.parse_precision(config["train"]["mixed_precision_dtype"] if flags.enable_mixed_precision else "fp32")
 
     # ---------------------------------------------------------------- data
     data_cfg = config["data"]
-    if not data_cfg["datasets"]:
-        raise ValueError(f"{args.config}: data.datasets is empty; add at least one dataset (see stereo/README.md)")
     dataset = TrainingDataset(data_cfg["datasets"], data_cfg["image_sizes"], data_cfg["stereo_augmentation"],
-                              data_cfg["max_disparity"], args.seed, data_cfg["strict"])
-    sampler = ResumableSampler(dataset, info.world_size, info.rank, shuffle=True, seed=args.seed, drop_last=True)
-    batch_sampler = SizedBatchSampler(sampler, args.batch_size_forward, len(data_cfg["image_sizes"]), args.seed)
+                              data_cfg["max_disparity"], flags.seed, data_cfg["strict"])
+    sampler = ResumableSampler(dataset, info.world_size, info.rank, shuffle=True, seed=flags.seed, drop_last=True)
+    batch_sampler = SizedBatchSampler(sampler, flags.batch_size_forward, len(data_cfg["image_sizes"]), flags.seed)
+    # The loader's own generator: creating an iterator draws the workers' base seed from it, not from the global
+    # torch RNG that a resume restores (and that dropout uses), so a resumed run draws exactly as the original.
+    loader_rng = loader_generator(flags.seed)
     loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=data_cfg["num_workers"],
-                        collate_fn=collate_skipping, pin_memory=info.device.type == "cuda")
+                        collate_fn=collate_skipping, pin_memory=info.device.type == "cuda", generator=loader_rng,
+                        worker_init_fn=worker_init_fn)
     if len(batch_sampler) == 0:
-        raise ValueError(f"{len(dataset)} training pairs give no full batch of {args.batch_size_forward} per process")
+        raise ValueError(f"{len(dataset)} training pairs give no full batch of {flags.batch_size_forward} per process "
+                         f"({info.world_size} processes): lower --batch_size_forward")
     val_sets = [(entry["name"] or f"val{i}", EvalDataset(entry["path"], entry["format"], data_cfg["max_disparity"],
                                                          data_cfg["strict"]))
                 for i, entry in enumerate(data_cfg["val_datasets"])]
     bad_samples = BadSampleCounter()
 
     # ---------------------------------------------------------------- model, optimizer, EMA
-    model = build_model(config["model"]).to(info.device)
-    model.gradient_checkpointing = args.enable_gradient_checkpointing
+    # Pretrained parts come from model.vit_weights / model.edgenext_weights, or with everything else from
+    # --init_from or the resumed checkpoint.
+    from_checkpoint = bool(args.init_from) or resumed is not None
+    model = build_model(config["model"], load_pretrained=not from_checkpoint)
+    if args.init_from and resumed is None:
+        load_weights(model, args.init_from)
+    model = model.to(info.device)
+    model.gradient_checkpointing = flags.enable_gradient_checkpointing
+    compute_loss = build_objective(config["loss"])
     optimizer = build_optimizer(model, config["optimizer"])
-    scheduler = build_lr_scheduler(optimizer, config["lr_scheduler"], args.num_iterations)
+    scheduler = build_lr_scheduler(optimizer, config["lr_scheduler"], flags.num_iterations)
     scaler = amp.grad_scaler(info.device, precision)
-    ema = make_ema(model, config["train"]["ema_decay"]) if args.enable_ema else None
+    ema = make_ema(model, config["train"]["ema_decay"]) if flags.enable_ema else None
     guard = NonFiniteGuard(config["train"]["max_nonfinite"], logger)
-    compute_loss = build_loss(config["loss"])
     step, epoch, batches_done = 0, 0, 0
-
-    resumed = resolve_checkpoint(args.checkpoint, ckpt_dir)
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        if ema is not None:
-            ema.module.load_state_dict(resumed["ema"] if resumed["ema"] is not None else resumed["model"])
-        state = resumed["optimizer"]
-        if state is not None:  # a full training state: continue exactly where it stopped
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["lr_scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            guard.load_state_dict(state["guard"])
-            step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
-            checkpoint.set_rng_state(state["rng"][info.rank % len(state["rng"])])
-        logger.info("Loaded %s; starting at step %d", resumed["path"], step)
-    ddp_model = DDP(model, device_ids=[info.device] if info.device.type == "cuda" else None) if info.distributed else model
-    logger.info("Model: %.2fM parameters (%s features, %s correlation); %d training pairs; world size %d",
-                sum(p.numel() for p in model.parameters()) / 1e6, config["model"]["feature_type"],
-                config["model"]["correlation_implementation"], len(dataset), info.world_size)
+        model.load_state_dict(resumed.model)
+        if ema is not None and resumed.ema is not None:
+            load_ema_state(ema, resumed.ema)
+        elif ema is not None:
+            ema.module.load_state_dict(resumed.model)  # n_averaged stays 0: the first update restarts the average
+        if saved is not None:  # a full training state: continue exactly where it stopped
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["lr_scheduler"])
+            scaler.load_state_dict(saved["scaler"])
+            guard.load_state_dict(saved["guard"])
+            step, epoch, batches_done = saved["step"], saved["epoch"], saved["batches_done"]
+            checkpoint.set_rng_state(saved["rng"][info.rank % len(saved["rng"])])
+        logger.info("Loaded %s; starting at step %d", resumed.path, step)
+    resumed_here = saved is not None and resumed.path.parent.resolve() == Path(ckpt_dir).resolve()
+    saver = CheckpointWriter(ckpt_dir, config["train"]["keep_last"], resumed.step if resumed_here else None)
+    # find_unused_parameters: the reference's layout (kept so released checkpoints load) has modules its forward
+    # never uses.
+    ddp_model = DDP(model, device_ids=[info.device] if info.device.type == "cuda" else None,
+                    find_unused_parameters=True) if info.distributed else model
+    logger.info("Model: %.2fM parameters; %d training pairs; world size %d",
+                sum(p.numel() for p in model.parameters()) / 1e6, len(dataset), info.world_size)
 
     def save() -> None:
         rng_all = [checkpoint.rng_state()]
@@ -144,21 +185,28 @@ def main(argv=None) -> dict:
             rng_all = [None] * info.world_size
             torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
         if info.is_main:
-            training_state = {"optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(),
-                              "scaler": scaler.state_dict(), "guard": guard.state_dict(), "epoch": epoch,
-                              "batches_done": batches_done, "rng": rng_all, "config": config}
-            save_training_checkpoint(ckpt_dir, step, config["model"], model.state_dict(), training_state,
-                                     ema.module.state_dict() if ema is not None else None, config["train"]["keep_last"])
+            saver.save(step, config["model"], model.state_dict(), ema,
+                       {"optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(), "guard": guard.state_dict(), "epoch": epoch,
+                        "batches_done": batches_done, "rng": rng_all, "config": config, "settings": vars(flags),
+                        "world_size": info.world_size, "mlflow_run_id": tracker.run_id})
         dist.barrier()
 
     def run_validation() -> dict:
-        results = {}
         eval_model = ema.module if ema is not None else model
+        eval_model.eval()
+
+        def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            with amp.autocast(info.device, precision):
+                return eval_model(255 * left, 255 * right, test_mode=True)  # the model takes 0-255, as the reference
+
+        results = {}
         for name, val_set in val_sets:
-            metrics = validate(eval_model, val_set, info.device, precision)
+            metrics = evaluate_dataset(predict, val_set, info.device, skip_bad=not data_cfg["strict"])
             results.update({f"val/{name}/{key}" if len(val_sets) > 1 else f"val/{key}": value
                             for key, value in metrics.items()})
         writer.scalars(results, step)
+        tracker.metrics(results, step)
         return results
 
     def train_mode() -> None:
@@ -168,16 +216,19 @@ def main(argv=None) -> dict:
 
     # ---------------------------------------------------------------- loop
     train_mode()
-    accumulation = args.gradient_accumulation_steps
+    accumulation = flags.gradient_accumulation_steps
     loss_sum, terms_sum, logged = 0.0, {}, 0
-    stop = step >= args.num_iterations
-    with PreemptionHandler() as preemption, make_profiler(args.enable_profiler,
+    stop = step >= flags.num_iterations
+    bar = progress(total=flags.num_iterations, initial=step, desc="train")
+    with PreemptionHandler() as preemption, make_profiler(flags.enable_profiler,
                                                           os.path.join(args.workspace, "tensorboard")) as profiler:
+        logger.info("Training from step %d to %d", step, flags.num_iterations)
         micro = 0
         while not stop:
             dataset.epoch = epoch
             sampler.set_epoch(epoch)
-            sampler.start_at(batches_done * args.batch_size_forward)  # mid-epoch resume: skip what was seen
+            sampler.start_at(batches_done * flags.batch_size_forward)  # mid-epoch resume: skip what was seen
+            loader_rng.manual_seed(flags.seed + 1_000_003 * (epoch + 1) + 7_919 * info.rank)  # per epoch and rank
             for batch in loader:
                 batches_done += 1
                 bad_samples.update(batch)
@@ -190,7 +241,7 @@ def main(argv=None) -> dict:
                 sync = contextlib.nullcontext() if last_micro or not info.distributed else ddp_model.no_sync()
                 with sync:
                     with amp.autocast(info.device, precision):
-                        outputs = ddp_model(batch["left"], batch["right"])
+                        outputs = ddp_model(255 * batch["left"], 255 * batch["right"])  # 0-255, as the reference
                     loss, terms = compute_loss(outputs, batch)
                     scaler.scale(loss / accumulation).backward()
                 micro += 1
@@ -210,20 +261,21 @@ def main(argv=None) -> dict:
                 scheduler.step()
                 profiler.step()
                 step, logged = step + 1, logged + 1
+                bar.update(1)
 
-                if step % args.log_every == 0 or step == args.num_iterations:
+                if step % flags.log_every == 0 or step == flags.num_iterations:
                     scalars = {"train/loss": loss_sum / logged, "train/lr": scheduler.get_last_lr()[0],
                                "train/grad_norm": float(grad_norm),
                                **{f"train/{k}": v / logged for k, v in terms_sum.items()}}
                     scalars["train/loss"] = float(dist.all_reduce_mean(torch.tensor(scalars["train/loss"])))
                     writer.scalars(scalars, step)
-                    if mlflow is not None:
-                        mlflow.log_metrics({k.replace("/", "_"): v for k, v in scalars.items()}, step=step)
-                    logger.info("step %d  loss %.4f  lr %.2e  grad %.3f", step, scalars["train/loss"],
+                    tracker.metrics(scalars, step)
+                    bar.set_postfix(loss=f"{scalars['train/loss']:.4f}")
+                    logger.info("step %d  loss %.6f  lr %.2e  grad %.3f", step, scalars["train/loss"],
                                 scalars["train/lr"], scalars["train/grad_norm"])
                     loss_sum, terms_sum, logged = 0.0, {}, 0
-                if args.vis_every and step % args.vis_every == 0 and info.is_main:
-                    count = args.num_vis_images
+                if flags.vis_every and step % flags.vis_every == 0 and info.is_main:
+                    count = flags.num_vis_images
                     grid = visualise(batch["left"][:count], batch["disparity"][:count], batch["valid"][:count],
                                      outputs["disparity"][:count].detach())
                     writer.image("vis/left_gt_pred_error", grid, step)
@@ -232,14 +284,15 @@ def main(argv=None) -> dict:
                 if val_sets and config["train"]["val_every"] and step % config["train"]["val_every"] == 0:
                     logger.info("validation at step %d: %s", step, run_validation())
                     train_mode()
-                stop = preemption.stop_requested() or step >= args.num_iterations
-                if step % args.save_every == 0 or stop:
+                stop = preemption.stop_requested() or step >= flags.num_iterations
+                if step % flags.save_every == 0 or stop:
                     save()
                 if stop:
                     break
             else:
                 bad_samples.end_epoch(logger, epoch)
                 epoch, batches_done = epoch + 1, 0
+    bar.close()
     if preemption.received is not None:
         logger.info("Preempted: saved at step %d, exiting.", step)
 
@@ -247,20 +300,24 @@ def main(argv=None) -> dict:
     metrics = {"step": step, "train/skipped_nonfinite_steps": guard.skipped_total}
     if val_sets and preemption.received is None:
         metrics.update(run_validation())
-        baseline = mean_disparity(dataset)
+        train_mean = mean_disparity(dataset)
         for name, val_set in val_sets:
             key = f"val/{name}/baseline_mean_epe" if len(val_sets) > 1 else "val/baseline_mean_epe"
-            metrics[key] = validate(None, val_set, info.device, precision, constant=baseline)["epe"]
-        metrics["train/mean_disparity"] = baseline
+            metrics[key] = evaluate_dataset(None, val_set, info.device, constant=train_mean,
+                                            skip_bad=not data_cfg["strict"])["epe"]
+        metrics["train/mean_disparity"] = train_mean
         logger.info("final metrics: %s", metrics)
     write_metrics(args.workspace, metrics)
-    if mlflow is not None:
-        mlflow.log_metrics({k.replace("/", "_"): v for k, v in metrics.items() if isinstance(v, (int, float))})
-        mlflow.end_run()
+    tracker.metrics(metrics)
+    tracker.artifact(os.path.join(args.workspace, "metrics.json"))
+    tracker.end()
     writer.close()
     dist.cleanup()
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except USER_ERRORS as exc:  # a message for the person who typed the command, not a traceback
+        raise SystemExit(f"train.py: error: {exc}") from None

@@ -8,20 +8,67 @@ Arrays: images (H, W, 3) float32 in [0, 1]; disparity (H, W) float32 px with NaN
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass, field
+from typing import List
 
 import cv2
 import numpy as np
 
-AUGMENTATION_DEFAULTS = {
-    "photometric": {"enabled": True, "brightness": 0.4, "contrast": 0.4, "saturation": [0.0, 1.4], "hue": 0.16,
-                    "gamma": [0.8, 1.2], "asymmetric_prob": 0.2},
-    "scale": {"enabled": True, "prob": 1.0, "min_log2": -0.2, "max_log2": 0.4, "stretch_prob": 0.8,
-              "max_stretch_log2": 0.2},
-    "y_jitter": {"enabled": True, "prob": 0.5, "max_px": 2},
-    "eraser": {"enabled": True, "prob": 0.5, "max_boxes": 2, "min_size": 50, "max_size": 100},
-    "vflip_prob": 0.1,
-    "hflip_prob": 0.5,  # left/right swap + flip; applied only to samples that have right-view disparity
-}
+
+@dataclass
+class PhotometricConfig:
+    enabled: bool = True
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: List[float] = field(default_factory=lambda: [0.0, 1.4])
+    hue: float = 0.16
+    gamma: List[float] = field(default_factory=lambda: [0.8, 1.2])
+    asymmetric_prob: float = 0.2  # probability of one draw per view instead of one for both
+
+
+@dataclass
+class ScaleConfig:
+    enabled: bool = True
+    prob: float = 1.0
+    min_log2: float = -0.2
+    max_log2: float = 0.4
+    stretch_prob: float = 0.8
+    max_stretch_log2: float = 0.2
+
+
+@dataclass
+class YJitterConfig:
+    enabled: bool = True
+    prob: float = 0.5
+    max_px: int = 2
+
+
+@dataclass
+class EraserConfig:
+    enabled: bool = True
+    prob: float = 0.5
+    max_boxes: int = 2
+    min_size: int = 50
+    max_size: int = 100
+
+
+@dataclass
+class AugmentationConfig:
+    """`data.stereo_augmentation` of the config (`true` = these defaults, `false` = all off)."""
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    y_jitter: YJitterConfig = field(default_factory=YJitterConfig)
+    eraser: EraserConfig = field(default_factory=EraserConfig)
+    vflip_prob: float = 0.1
+    hflip_prob: float = 0.5  # left/right swap + flip; applied only to samples that have right-view disparity
+
+
+AUGMENTATION_DEFAULTS = asdict(AugmentationConfig())
+NO_AUGMENTATION = {**{key: {**AUGMENTATION_DEFAULTS[key], "enabled": False}
+                      for key in ("photometric", "scale", "y_jitter", "eraser")},
+                   "vflip_prob": 0.0, "hflip_prob": 0.0}
+# A dataset's `image_augmentation` names the image-only steps it gets (MoGe's name for colour jitter is "jittering").
+IMAGE_AUGMENTATIONS = ("jittering", "erasing")
 
 
 def photometric(left: np.ndarray, right: np.ndarray, cfg: dict, rng: np.random.Generator):
@@ -73,11 +120,17 @@ def resize_disparity(disp: np.ndarray, new_w: int, new_h: int, sparse: bool) -> 
 
 
 class StereoAugmentor:
-    """__call__(left, right, disp_left, disp_right | None, crop_hw, rng) -> the same four, cropped to crop_hw."""
+    """__call__(left, right, disp_left, disp_right | None, crop_hw, rng) -> the same four, cropped to crop_hw.
 
-    def __init__(self, cfg: dict | None = None, image_augmentation: bool = True, sparse: bool = False):
+    cfg: AUGMENTATION_DEFAULTS-shaped dict; image_augmentations: which of IMAGE_AUGMENTATIONS this dataset gets
+    (the geometric steps apply to every dataset); sparse: labels are scattered points (KITTI)."""
+
+    def __init__(self, cfg: dict | None = None, image_augmentations=IMAGE_AUGMENTATIONS, sparse: bool = False):
         self.cfg = copy.deepcopy(cfg if cfg is not None else AUGMENTATION_DEFAULTS)
-        self.image_augmentation = image_augmentation
+        unknown = sorted(set(image_augmentations) - set(IMAGE_AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"Unknown image augmentations {unknown}; choose from {list(IMAGE_AUGMENTATIONS)}")
+        self.image_augmentations = frozenset(image_augmentations)
         self.sparse = sparse
 
     def scale(self, left, right, disp_left, disp_right, crop_hw, rng):
@@ -124,11 +177,11 @@ class StereoAugmentor:
         return right
 
     def __call__(self, left, right, disp_left, disp_right, crop_hw, rng: np.random.Generator):
-        if self.image_augmentation and self.cfg["photometric"]["enabled"]:
+        if "jittering" in self.image_augmentations and self.cfg["photometric"]["enabled"]:
             left, right = photometric(left, right, self.cfg["photometric"], rng)
         left, right, disp_left, disp_right = self.scale(left, right, disp_left, disp_right, crop_hw, rng)
         left, right, disp_left, disp_right = self.flips(left, right, disp_left, disp_right, rng)
-        if self.image_augmentation:
+        if "erasing" in self.image_augmentations:
             right = self.erase(right, rng)
         crop_h, crop_w = crop_hw
         height, width = left.shape[:2]

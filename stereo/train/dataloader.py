@@ -12,6 +12,7 @@ A sample (dict) as returned by the datasets here:
   "disparity":     (1, H, W) float32 px, x_right = x_left - d; 0 where invalid
   "valid":         (1, H, W) bool, finite and 0 < d < max_disparity
   "name":          str, the left image path
+  "label_type":    str, training samples only: the dataset's loss group (config `label_type`)
 A file that cannot be read becomes a SkippedSample (or raises in strict mode), per common.data.
 """
 from __future__ import annotations
@@ -169,22 +170,28 @@ def to_sample(left: np.ndarray, right: np.ndarray, disp: np.ndarray, max_dispari
             "valid": torch.from_numpy(valid)[None], "name": name}
 
 
+def has_sparse_labels(entry: dict) -> bool:
+    """A dataset entry's GT is scattered points (resized point by point): `sparse_labels`, else KITTI's format."""
+    return entry["format"] == "kitti" if entry.get("sparse_labels") is None else bool(entry["sparse_labels"])
+
+
 class TrainingDataset(Dataset):
     """Several datasets mixed by weight, augmented and cropped. Indexed by (index, size_index) pairs from
-    SizedBatchSampler; the sample drawn and its augmentation depend only on (seed, epoch, index)."""
+    SizedBatchSampler; the sample drawn and its augmentation depend only on (seed, epoch, index).
+    `image_sizes` are the crops as [W, H] (the config's order)."""
 
     def __init__(self, entries: list[dict], image_sizes: list, augmentation: dict, max_disparity: float,
                  seed: int = 0, strict: bool = False):
         self.sources = []
         for entry in entries:
             pairs = list_pairs(entry["path"], entry["format"])
-            augmentor = StereoAugmentor(augmentation, entry["image_augmentation"], entry["label_type"] == "sparse")
+            augmentor = StereoAugmentor(augmentation, entry["image_augmentation"], has_sparse_labels(entry))
             self.sources.append((entry, pairs, augmentor))
         weights = np.array([float(entry["weight"]) for entry in entries])
         if (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"data.datasets weights must be >= 0 with a positive sum, got {weights.tolist()}")
         self.probabilities = weights / weights.sum()
-        self.image_sizes = [tuple(size) for size in image_sizes]
+        self.crop_sizes_hw = [(int(height), int(width)) for width, height in image_sizes]
         self.max_disparity, self.seed, self.epoch = max_disparity, seed, 0
         self.policy = BadSamplePolicy(strict)
         self.length = sum(len(pairs) for _, pairs, _ in self.sources)
@@ -201,8 +208,9 @@ class TrainingDataset(Dataset):
             left, right, disp_left, disp_right = load_pair(pair, entry["format"])
         except (BadSampleError, OSError, ValueError) as error:
             return self.policy.handle(pair["left"], error)
-        left, right, disp_left, _ = augmentor(left, right, disp_left, disp_right, self.image_sizes[size_index], rng)
-        return to_sample(left, right, disp_left, self.max_disparity, str(pair["left"]))
+        left, right, disp_left, _ = augmentor(left, right, disp_left, disp_right, self.crop_sizes_hw[size_index], rng)
+        return {**to_sample(left, right, disp_left, self.max_disparity, str(pair["left"])),
+                "label_type": entry["label_type"]}
 
 
 class EvalDataset(Dataset):

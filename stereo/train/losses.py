@@ -1,11 +1,18 @@
 """Training losses. The config's `loss` section names terms {name: {function, weight, params}}; `build_loss`
 turns it into one callable (outputs, batch) -> (total, {name: value}).
 
+FoundationStereo's loss (paper, eq. 7; the default of every config here) is
+    smooth_L1(d0↑, d̄) + Σ_{k=1..K} γ^(K-k) · |d_k - d̄|_1,   γ = 0.9,
+with d0↑ the initial (soft-argmin) disparity bilinearly upsampled ×4 (values ×4, align_corners=True: the model's
+`init_disparity`) and d_k the K GRU predictions; each term is a mean over the valid pixels (the batch's `valid`:
+finite GT with 0 < d < data.max_disparity).
+
 Functions (all over the valid pixels, disparity in full-resolution px):
   disparity_l1  L1 of the final prediction
   smooth_l1     smooth-L1 of one prediction (params.prediction: "init" (default) = the ×4-upsampled d0, or "final")
-  sequence      Σ_k γ_adj^(N-1-k) · L1(pred_k) over the N GRU iterations, γ_adj = γ^(15/(N-1)) so the weight of
-                the first prediction does not depend on N (RAFT-Stereo); N = 1 is plain L1 (RAFT divides by zero)
+  sequence      Σ_k w_k · L1(pred_k) over the K GRU iterations. params.schedule "paper" (default):
+                w_k = γ^(K-k) (FoundationStereo); "raft": w_k = γ_adj^(K-k), γ_adj = γ^(15/(K-1)), so the first
+                prediction weighs γ^15 whatever K is (RAFT-Stereo/IGEV); K = 1 is plain L1 in both
   multi_scale   Σ_s weights[s] · loss_type(pred, gt) at 1/2^s resolution (disparity scaled with the image)
   gradient      edge-aware smoothness mean |∂d/d̄| · exp(-|∂I|) (Monodepth style), no GT needed
 """
@@ -31,16 +38,20 @@ def smooth_l1(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torc
     return masked_mean(F.smooth_l1_loss(pred, gt, reduction="none"), valid)
 
 
+SCHEDULES = ("paper", "raft")
+
+
 def sequence_loss(predictions: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor,
-                  gamma: float = 0.9) -> torch.Tensor:
-    """γ-weighted L1 over the iterations (weights listed in the module docstring)."""
+                  gamma: float = 0.9, schedule: str = "paper") -> torch.Tensor:
+    """γ-weighted L1 over the iterations, the last weighing 1 (weights listed in the module docstring)."""
     count = len(predictions)
     if count == 0:
         raise ValueError("sequence loss needs at least one prediction")
-    if count == 1:
-        return l1(predictions[0], gt, valid)
-    adjusted = gamma ** (15 / (count - 1))
-    return sum(adjusted ** (count - 1 - k) * l1(pred, gt, valid) for k, pred in enumerate(predictions))
+    if schedule not in SCHEDULES:
+        raise ValueError(f"sequence loss schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "raft" and count > 1:
+        gamma = gamma ** (15 / (count - 1))
+    return sum(gamma ** (count - 1 - k) * l1(pred, gt, valid) for k, pred in enumerate(predictions))
 
 
 def _downsample(disp: torch.Tensor, valid: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +97,10 @@ def build_loss(loss_cfg: dict):
             raise ValueError(f"loss.{name}: unknown keys {unknown}; expected function, weight, params")
         if term.get("function") not in FUNCTIONS:
             raise ValueError(f"loss.{name}.function must be one of {FUNCTIONS}, got {term.get('function')!r}")
-        terms.append((name, term["function"], float(term.get("weight", 1.0)), dict(term.get("params") or {})))
+        params = dict(term.get("params") or {})
+        if term["function"] == "sequence" and params.get("schedule", "paper") not in SCHEDULES:
+            raise ValueError(f"loss.{name}.params.schedule must be one of {SCHEDULES}, got {params['schedule']!r}")
+        terms.append((name, term["function"], float(term.get("weight", 1.0)), params))
     if not terms:
         raise ValueError("The loss section defines no terms.")
 
@@ -104,7 +118,7 @@ def build_loss(loss_cfg: dict):
                 value = smooth_l1(outputs["init_disparity"].float() if which == "init" else final, gt, valid)
             elif function == "sequence":
                 value = sequence_loss([p.float() for p in outputs.get("disparities", [final])], gt, valid,
-                                      float(params.get("gamma", 0.9)))
+                                      float(params.get("gamma", 0.9)), params.get("schedule", "paper"))
             elif function == "multi_scale":
                 value = multi_scale_loss(final, gt, valid, tuple(params.get("weights", (1.0, 0.5, 0.25))),
                                          params.get("loss_type", "l1"))

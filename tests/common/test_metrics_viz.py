@@ -37,6 +37,21 @@ def test_to_uint8_and_grid_shapes():
     assert grid.shape == (2 * 5 + 1, 3 * 6 + 1, 3)
 
 
+def test_grid_places_each_image_in_its_cell_and_pads_the_rest():
+    red, small = np.zeros((4, 5, 3), np.uint8), np.zeros((2, 3, 3), np.uint8)
+    red[..., 0] = 200
+    small[..., 1] = 100
+    grid = image_grid([[red, red], [small]], pad=1, pad_value=7)
+    assert grid.shape == (2 * 5 + 1, 2 * 6 + 1, 3) and grid.dtype == np.uint8
+    assert (grid[1:5, 7:12] == red).all()                   # row 0, column 1
+    assert (grid[6:8, 1:4] == small).all()                  # row 1, column 0, top left of its cell
+    assert (grid[8:10, 1:6] == 7).all() and (grid[6:10, 4:6] == 7).all()  # the rest of that cell
+    assert (grid[6:10, 7:12] == 7).all()                    # the missing cell of the short row
+    assert (grid[0] == 7).all() and (grid[:, 6] == 7).all()  # border and gap between columns
+    single = image_grid([[red]], pad=2, pad_value=7)
+    assert single.shape == (8, 9, 3) and (single[2:6, 2:7] == red).all() and (single[:2] == 7).all()
+
+
 def test_colorize_maps_range_and_blacks_out_invalid(tmp_path):
     values = np.array([[0.0, 1.0], [math.inf, 0.5]], np.float32)
     rgb = colorize(values, vmin=0, vmax=1)

@@ -120,6 +120,16 @@ def test_preemption_handler_catches_sigterm_and_restores_handler():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_preemption_handler_tells_the_launcher_that_a_signal_stopped_the_run(tmp_path, monkeypatch):
+    marker = tmp_path / "stopped"
+    monkeypatch.setenv("PREEMPT_STOPPED_FILE", str(marker))
+    with PreemptionHandler() as handler:
+        assert not handler.stop_requested() and not marker.exists()  # no signal: a finished run leaves no file
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert handler.stop_requested()
+    assert marker.read_text() == "stopped by SIGTERM\n"
+
+
 def test_profiler_writes_a_tensorboard_trace(tmp_path):
     model = nn.Linear(8, 8)
     with make_profiler(True, tmp_path, wait=0, warmup=1, active=2) as profiler:

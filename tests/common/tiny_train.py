@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import time
 
 import torch
 from torch import nn
@@ -48,6 +49,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--die_at_step", type=int, default=-1, help="test hook: SIGKILL itself at this step")
     parser.add_argument("--signal_at_step", type=int, default=-1, help="test hook: SIGTERM itself at this step")
+    parser.add_argument("--step_sleep", type=float, default=0.0, help="test hook: seconds to sleep per step")
     parser.add_argument("--dump_dir", default=None, help="test hook: every rank writes its final weights here")
     args = parser.parse_args()
 
@@ -60,7 +62,10 @@ def main():
 
     dataset = NoisyLine(seed=args.seed)
     sampler = ResumableSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=args.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    # The loader's own generator: starting an epoch's iterator draws a seed from it, and from the global RNG
+    # without one, which would then differ between a resumed run and an uninterrupted one (its state is restored).
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
+                        generator=torch.Generator().manual_seed(args.seed))
 
     model = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -73,7 +78,7 @@ def main():
     path, state = checkpoint.resolve_resume(args.resume, ckpt_dir)
     if state is not None:
         checkpoint.check_resume_config(state["config"], vars(args), exact_keys=["batch_size", "seed"],
-                                       ignore=["resume", "steps", "die_at_step", "signal_at_step", "dump_dir"])
+                                       ignore=["resume", "steps", "die_at_step", "signal_at_step", "dump_dir", "step_sleep"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         guard.load_state_dict(state["guard"])
@@ -110,6 +115,8 @@ def main():
                 if guard.check(loss, grad_norm, step):
                     optimizer.step()
                 step, batches_done = step + 1, batches_done + 1
+                logger.info("step %d loss %.6f", step, loss.item())
+                time.sleep(args.step_sleep)
                 writer.scalar("train/loss", dist.all_reduce_mean(loss), step)
                 if step == args.die_at_step:
                     os.kill(os.getpid(), signal.SIGKILL)

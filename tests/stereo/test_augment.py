@@ -56,7 +56,7 @@ AUGMENTATIONS = {
 def test_augmentation_keeps_views_consistent(scene, name):
     cfg = _all_off()
     AUGMENTATIONS[name](cfg)
-    augmentor = StereoAugmentor(cfg, image_augmentation=True)
+    augmentor = StereoAugmentor(cfg)
     for seed in range(3):
         left, right, disp, disp_right = augmentor(scene["left"], scene["right"], scene["disp_left"], scene["disp_right"],
                                          (64, 128), np.random.default_rng(seed))

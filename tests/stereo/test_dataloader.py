@@ -96,13 +96,13 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
 
 
 def _entry(path, weight=1.0):
-    return {"name": "", "path": str(path), "weight": weight, "label_type": "dense", "image_augmentation": True,
-            "format": "folder"}
+    return {"name": "", "path": str(path), "weight": weight, "label_type": "stereo",
+            "image_augmentation": ["jittering", "erasing"], "format": "folder"}
 
 
 def test_mixing_follows_weights_and_samples_repeat_per_seed_epoch_index(synth_dirs, tmp_path):
     train, val = synth_dirs
-    dataset = TrainingDataset([_entry(train, 1.0), _entry(val, 0.0)], [[32, 48]], AUGMENTATION_DEFAULTS, 32, seed=3)
+    dataset = TrainingDataset([_entry(train, 1.0), _entry(val, 0.0)], [[48, 32]], AUGMENTATION_DEFAULTS, 32, seed=3)  # [W, H]
     names = {dataset[(i, 0)]["name"] for i in range(12)}
     assert all(str(train) in name for name in names)  # weight 0 is never drawn
     first, again = dataset[(5, 0)], dataset[(5, 0)]

@@ -1,148 +1,128 @@
-import logging
+"""Building the model from a config: pretrained parts from local files only (or an explicit "random"), and the
+released checkpoint format (cfg.yaml keys, the {"model": ...} file, a "module." prefix)."""
+from __future__ import annotations
 
 import pytest
+import timm
 import torch
-import torch.nn.functional as F
+import yaml
+from safetensors.torch import save_file
 
-from common.ema import make_ema
-from stereo.core.corr import CorrelationLookup
-from stereo.core.cost_volume import concat_volume, group_correlation
-from stereo.core.model import StereoModel
-from stereo.core.upsample import InputPadder
-from stereo.core.vit import DinoV2
+from stereo.core.depth_anything import DepthAnythingV2
+from stereo.core.model import build_model
+from stereo.core.model_config import model_config_from_official
+from stereo.core.official import load_official, read_state_dict, save_official
+from stereo.core.pretrained import PretrainedWeightsError
 
-TINY = dict(max_disp=32, hidden_dims=[16, 16, 16], train_iters=3, valid_iters=3, feature_channels=[8, 8, 16, 16, 16],
-            feature_dim=16, cv_groups=4, concat_dim=4, volume_dim=4, geo_dim=4, disp_kernel=5, motion_dim=16)
+SMALL = {"vit_size": "vits", "max_disp": 32, "hidden_dims": [32, 32, 32], "train_iters": 2, "valid_iters": 2}
+RANDOM = {"vit_weights": "random", "edgenext_weights": "random"}
+
+# The cfg.yaml released with model_best_bp2.pth (23-51-11), as its users quote it.
+RELEASED_CFG = """
+corr_implementation: reg
+corr_levels: 2
+corr_radius: 4
+finetune_ckpt_name: model_best_bp2.pth
+finetune_from: null
+hidden_dims: [128, 128, 128]
+img_gamma: null
+inference_tile: 0
+low_memory: 0
+max_disp: 416
+max_val_sample: null
+mixed_precision: true
+n_downsample: 2
+n_gru_layers: 3
+notes: ''
+num_steps: 200000
+num_worker: 8
+slow_fast_gru: false
+tags_more: []
+tile_min_overlap: [16, 16]
+tile_wtype: gaussian
+time_limit: 14400
+train_iters: 22
+val_interval: 1
+valid_iters: 32
+wdecay: 0
+world_size: 32
+"""
 
 
-def _pair(height=32, width=64, batch=1, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 3, height, width, generator=generator), torch.rand(batch, 3, height, width, generator=generator)
+@pytest.mark.parametrize("key, file", [("vit_weights", "depth_anything_v2_vits.pth"),
+                                       ("edgenext_weights", "edgenext_small")])
+def test_a_pretrained_part_without_a_file_is_a_start_up_error(key, file):
+    with pytest.raises(PretrainedWeightsError, match=rf"model\.{key} is not set.*{file}"):
+        build_model({**SMALL, **RANDOM, key: None})
 
 
-@pytest.mark.parametrize("shape", [(37, 51), (32, 64), (1, 33), (65, 3)])
-def test_padder_pads_to_multiples_of_32_and_unpads_exactly(shape):
-    image = torch.randn(2, 3, *shape)
-    padder = InputPadder(image.shape, 32)
-    (padded,) = padder.pad_images(image)
-    assert padded.shape[-2] % 32 == 0 and padded.shape[-1] % 32 == 0
-    assert padded.shape[-2] - shape[0] < 32 and padded.shape[-1] - shape[1] < 32
-    assert torch.equal(padder.unpad(padded), image)
+def test_a_missing_weights_file_is_an_error_naming_it(tmp_path):
+    missing = tmp_path / "depth_anything_v2_vits.pth"
+    with pytest.raises(PretrainedWeightsError, match=str(missing)):
+        build_model({**SMALL, **RANDOM, "vit_weights": str(missing)})
 
 
-def test_model_output_keeps_an_odd_input_size():
+def test_depth_anything_and_edgenext_weights_load_from_local_files(tmp_path):
+    torch.manual_seed(1)
+    depth_anything = DepthAnythingV2("vits")
+    torch.save(depth_anything.state_dict(), tmp_path / "depth_anything_v2_vits.pth")  # the released layout
+    edgenext = timm.create_model("edgenext_small", pretrained=False)
+    save_file(edgenext.state_dict(), tmp_path / "model.safetensors")  # timm's hub file (head included)
+    model = build_model({**SMALL, "vit_weights": str(tmp_path / "depth_anything_v2_vits.pth"),
+                         "edgenext_weights": str(tmp_path / "model.safetensors")})
+    loaded = model.feature.dino.depth_anything.state_dict()
+    for key, value in depth_anything.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert torch.equal(model.feature.stages[2].blocks[0].conv_dw.weight, edgenext.stages[2].blocks[0].conv_dw.weight)
+    assert torch.equal(model.feature.stem[0].weight, edgenext.stem[0].weight)
+    assert not any(p.requires_grad for p in model.feature.dino.parameters())
+
+
+def test_a_weights_file_that_does_not_fit_is_an_error(tmp_path):
+    state = DepthAnythingV2("vits").state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("pretrained.blocks.11.")}
+    torch.save(state, tmp_path / "truncated.pth")
+    with pytest.raises(PretrainedWeightsError, match=r"missing keys.*vit_size"):
+        build_model({**SMALL, **RANDOM, "vit_weights": str(tmp_path / "truncated.pth")})
+
+
+def test_the_released_cfg_yaml_gives_the_paper_model():
+    cfg = model_config_from_official(yaml.safe_load(RELEASED_CFG))
+    assert cfg["vit_size"] == "vitl"  # no vit_size key: ViT-L, as the reference's run_demo.py assumes
+    assert (cfg["max_disp"], cfg["hidden_dims"], cfg["n_gru_layers"], cfg["corr_levels"], cfg["corr_radius"]) == \
+        (416, [128, 128, 128], 3, 2, 4)
+    assert cfg["mixed_precision"] is True and cfg["valid_iters"] == 32
+
+
+def test_unknown_and_missing_cfg_keys_are_errors_naming_them():
+    released = yaml.safe_load(RELEASED_CFG)
+    with pytest.raises(ValueError, match="max_dispp"):
+        model_config_from_official({**released, "max_dispp": 192})
+    without = {k: v for k, v in released.items() if k not in ("corr_radius", "n_gru_layers")}
+    with pytest.raises(ValueError, match=r"missing keys \['n_gru_layers', 'corr_radius'\]"):
+        model_config_from_official(without)
+
+
+def test_saved_in_the_reference_layout_loads_back_exactly(tmp_path):
     torch.manual_seed(0)
-    model = StereoModel(**TINY).eval()
-    left, right = _pair(37, 53)
-    with torch.no_grad():
-        out = model(left, right)
-    assert out["disparity"].shape == (1, 1, 37, 53) and out["init_disparity"].shape == (1, 1, 37, 53)
-    assert "disparities" not in out
+    model = build_model({**SMALL, **RANDOM}).eval()
+    path = save_official(tmp_path, model, global_step=7, epoch=1)
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"model", "global_step", "epoch"} and raw["global_step"] == 7
+    cfg = yaml.safe_load((tmp_path / "cfg.yaml").read_text())
+    assert cfg["vit_size"] == "vits" and cfg["max_disp"] == 32 and cfg["corr_implementation"] == "reg"
+    loaded = load_official(path, tmp_path / "cfg.yaml")
+    assert not loaded.training
+    state = loaded.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value), key
 
 
-def test_training_forward_returns_every_iteration():
-    torch.manual_seed(0)
-    model = StereoModel(**TINY).train()
-    out = model(*_pair(batch=2))
-    assert len(out["disparities"]) == TINY["train_iters"]
-    assert all(d.shape == (2, 1, 32, 64) for d in out["disparities"])
-    assert out["disparity"] is out["disparities"][-1]
-
-
-def test_max_disp_must_be_a_multiple_of_32():
-    with pytest.raises(ValueError, match="multiple of 32"):
-        StereoModel(**{**TINY, "max_disp": 48})
-    with pytest.raises(ValueError, match="correlation_implementation"):
-        StereoModel(**{**TINY, "correlation_implementation": "fast"})
-
-
-def test_cost_volumes_match_a_brute_force_loop():
-    left, right = torch.randn(2, 16, 4, 10), torch.randn(2, 16, 4, 10)
-    gwc, concat = group_correlation(left, right, 8, 4), concat_volume(left, right, 8)
-    ln, rn = F.normalize(left, dim=1), F.normalize(right, dim=1)
-    for d in (0, 3, 7):
-        for x in range(10):
-            expect = (ln[..., x] * rn[..., x - d]).view(2, 4, 4, 4).mean(2) if x >= d else torch.zeros(2, 4, 4)
-            assert torch.allclose(gwc[:, :, d, :, x], expect, atol=1e-6)
-            assert torch.equal(concat[:, 16:, d, :, x], right[..., x - d] if x >= d else torch.zeros(2, 16, 4))
-
-
-def test_reg_and_alt_lookups_agree():
-    torch.manual_seed(0)
-    geometry = torch.randn(2, 3, 8, 4, 16)
-    left, right = torch.randn(2, 8, 4, 16), torch.randn(2, 8, 4, 16)
-    disp = torch.rand(2, 1, 4, 16) * 9
-    reg = CorrelationLookup(geometry, left, right, levels=3, radius=2, implementation="reg")(disp)
-    alt = CorrelationLookup(geometry, left, right, levels=3, radius=2, implementation="alt")(disp)
-    assert reg.shape == (2, 3 * 4 * 5, 4, 16)
-    assert torch.allclose(reg, alt, atol=1e-5)
-    # Spot check: integer disparity, level 0, centre tap = cosine(left(x), right(x - d)).
-    disp = torch.full((2, 1, 4, 16), 3.0)
-    feats = CorrelationLookup(geometry, left, right, levels=1, radius=0, implementation="alt")(disp)
-    expect = (F.normalize(left, dim=1)[..., 5] * F.normalize(right, dim=1)[..., 2]).sum(1)
-    assert torch.allclose(feats[:, 3, :, 5], expect, atol=1e-6)
-    assert torch.allclose(feats[:, 0, :, 5], geometry[:, 0, 3, :, 5], atol=1e-6)
-
-
-def test_reg_and_alt_models_give_the_same_disparity():
-    torch.manual_seed(0)
-    reg = StereoModel(**TINY).eval()
-    alt = StereoModel(**{**TINY, "correlation_implementation": "alt"}).eval()
-    alt.load_state_dict(reg.state_dict())
-    left, right = _pair(seed=1)
-    with torch.no_grad():
-        assert torch.allclose(reg(left, right)["disparity"], alt(left, right)["disparity"], atol=1e-4)
-
-
-def test_gradient_checkpointing_gives_the_same_outputs_and_gradients():
-    torch.manual_seed(0)
-    model = StereoModel(**TINY).train()
-    left, right = _pair(batch=2, seed=2)
-    results = []
-    for checkpointing in (False, True):
-        model.gradient_checkpointing = checkpointing
-        model.zero_grad()
-        out = model(left, right)
-        sum(d.square().mean() for d in out["disparities"]).backward()
-        results.append(([d.detach() for d in out["disparities"]],
-                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
-    (outs_plain, grads_plain), (outs_ckpt, grads_ckpt) = results
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(outs_plain, outs_ckpt))
-    assert grads_plain.keys() == grads_ckpt.keys()
-    for name in grads_plain:
-        assert torch.allclose(grads_plain[name], grads_ckpt[name], rtol=1e-4, atol=1e-6), name
-
-
-def test_ema_updates_batchnorm_buffers():
-    torch.manual_seed(0)
-    model = StereoModel(**TINY).train()
-    ema = make_ema(model, decay=0.5)
-    bn_name = "features.stem.0.1.running_mean"
-    before = dict(ema.module.named_buffers())[bn_name].clone()
-    model(*_pair(batch=2))
-    ema.update_parameters(model)  # first update copies
-    model(*_pair(batch=2, seed=5))
-    ema.update_parameters(model)
-    after = dict(ema.module.named_buffers())[bn_name]
-    assert not torch.allclose(after, before)
-    assert torch.allclose(after, dict(model.named_buffers())[bn_name], atol=1.0)
-
-
-def test_dinov2_branch_loads_local_weights_and_stays_frozen(tmp_path, caplog):
-    torch.manual_seed(0)
-    reference = DinoV2("vits")
-    torch.save({"model": {f"pretrained.{k}": v for k, v in reference.state_dict().items()}}, tmp_path / "vits.pth")
-    model = StereoModel(**{**TINY, "feature_type": "dinov2", "vit_size": "vits",
-                           "vit_weights": str(tmp_path / "vits.pth"), "vit_dim": 8})
-    assert torch.equal(model.vit.vit.blocks[3].attn.qkv.weight, reference.blocks[3].attn.qkv.weight)
-    assert not any(p.requires_grad for p in model.vit.vit.parameters())
-    assert model.vit.project.weight.requires_grad
-    model.train()
-    assert not model.vit.vit.training
-    out = model(*_pair(32, 64))
-    assert out["disparity"].shape == (1, 1, 32, 64)
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
-        StereoModel(**{**TINY, "feature_type": "dinov2", "vit_size": "vits", "vit_weights": str(tmp_path / "missing.pth")})
-    with caplog.at_level(logging.WARNING, logger="stereo.core.vit"):
-        StereoModel(**{**TINY, "feature_type": "dinov2", "vit_size": "vits"})
-    assert "randomly initialised" in caplog.text
+def test_a_module_prefix_is_removed_and_a_mismatch_names_the_keys(tmp_path):
+    model = build_model({**SMALL, **RANDOM})
+    prefixed = {"model": {f"module.{k}": v for k, v in model.state_dict().items()}}
+    assert set(read_state_dict(prefixed)) == set(model.state_dict())
+    cfg = {**yaml.safe_load(RELEASED_CFG), "vit_size": "vits", "max_disp": 32, "hidden_dims": [32, 32, 32],
+           "n_gru_layers": 2}
+    with pytest.raises(ValueError, match=r"18 unexpected .*'update_block\.gru16"):
+        load_official(prefixed, cfg)
