@@ -7,14 +7,12 @@ Overrides are Hydra overrides of laq/config/config.yaml. The last line is `total
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
+from laq.config_schema import compose_config
 from laq.models import build_model
 
-CONFIG_DIR = str(Path(__file__).resolve().parent / "config")
 
 
 def forward_gflops(cfg) -> tuple[float, float]:
@@ -42,8 +40,7 @@ def forward_gflops(cfg) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     overrides = list(sys.argv[1:] if argv is None else argv)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides)
     with torch.device("meta"):
         model = build_model(cfg.model)
     print(f"model: {cfg.model.name} (image {cfg.model.image_size}, patch {cfg.model.patch_size}, dim {cfg.model.dim}, "

@@ -1,10 +1,12 @@
 """The LAQ training loop: set-up, data, model, loop, checkpoint. Entry point: laq/scripts/2_train_laq.py (Hydra).
 
-`run(cfg, run_dir)` takes the composed Hydra config; tests call it in-process with `hydra.compose`.
+`run(cfg, run_dir)` takes the composed Hydra config (typed by laq/config_schema.py); tests call it in-process with
+`laq.config_schema.compose_config` and through the script.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,22 +18,28 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from common import amp, checkpoint, dist
 from common.data import BadSampleCounter, empty_on_any_rank
 from common.guard import NonFiniteGuard
-from common.log import Writer, setup_logger, write_metrics
+from common.log import Writer, progress, setup_logger, write_metrics
 from common.metrics import psnr
+from common.optim import build_optimizer
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
+from common.sched import build_scheduler
 from common.seed import seed_everything, set_deterministic
+from laq.checkpoints import (EXACT_KEYS, RESUME_IGNORES, STEP_PATTERN, earlier_runs, epoch_name, find_resume,
+                             load_initial_weights, step_name)
+from laq.config_schema import validate
 from laq.data.build import build_datasets, make_loader
-from laq.engine import SectionTimer, WandbMirror, build_optimizer, pair_grid, resolve_resume
-from laq.evaluate import batch_code_stats, evaluate
+from laq.evaluation import batch_code_stats, evaluate
 from laq.models import build_model
 from laq.models.nsvq import should_replace
+from laq.train_helpers import SectionTimer, WandbMirror, pair_grid
 
 
 def run(cfg, run_dir: str | os.PathLike) -> dict:
     """Train per `cfg`; writes checkpoints/, tb/, log.txt and metrics.json under the run folder (rank 0's path
     is used on every rank). Returns the final validation metrics."""
     # ---------------- set-up ----------------
+    validate(cfg)  # value ranges the types cannot express (checkpoint_every_steps > 0, ...), before any work
     info = dist.setup(device=None if cfg.trainer.device == "auto" else str(cfg.trainer.device))
     run_dir = Path(dist.broadcast_object(str(Path(run_dir).resolve())))  # all ranks agree on rank 0's folder
     ckpt_dir = run_dir / "checkpoints"
@@ -39,6 +47,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
         set_deterministic(True)
     seed_everything(cfg.seed, info.rank)
     logger = setup_logger(run_dir, packages=("laq",))
+    for package in ("common", "laq"):  # their records reach our handlers once, not again through Hydra's root logger
+        logging.getLogger(package).propagate = False
     writer = Writer(run_dir / "tb")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if info.is_main:
@@ -52,8 +62,8 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     logger.info("Run folder %s | %d process(es) on %s | %s", run_dir, info.world_size, info.device, precision)
 
     # ---------------- data ----------------
-    data = build_datasets(cfg.data, logger)
-    batch_size = int(cfg.data.batch_size)
+    data = build_datasets(cfg.data, logger, world_size=info.world_size)
+    batch_size = cfg.data.batch_size
     train_loader, train_sampler = make_loader(data.train, cfg.data, batch_size, cfg.seed, info.rank,
                                               info.world_size, train=True, iterable=data.iterable)
     val_loader = None
@@ -64,28 +74,46 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
     if steps_per_epoch == 0:
         raise ValueError(f"{data.train_size} training samples cannot fill one batch of {batch_size} x "
                          f"{info.world_size} process(es); lower data.batch_size or add data.")
-    total_steps = steps_per_epoch * int(cfg.training.epochs)
+    total_steps = steps_per_epoch * cfg.training.epochs
     if cfg.training.max_steps:
-        total_steps = min(total_steps, int(cfg.training.max_steps))
+        total_steps = min(total_steps, cfg.training.max_steps)
     bad_samples = BadSampleCounter()
 
-    # ---------------- model, optimizer ----------------
+    # ---------------- model, optimizer, resume ----------------
     model = build_model(cfg.model).to(info.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(trainable, cfg.training.optimizer)
-    guard = NonFiniteGuard(max_consecutive=int(cfg.training.max_nonfinite), logger=logger)
+    opt = cfg.training.optimizer
+    optimizer = build_optimizer(trainable, opt.name, opt.lr, opt.weight_decay, opt.betas,
+                                option="training.optimizer.name")
+    scheduler = build_scheduler(optimizer, cfg.training.lr_schedule, cfg.training.warmup_steps, total_steps)
+    guard = NonFiniteGuard(max_consecutive=cfg.training.max_nonfinite, logger=logger)
     scaler = amp.grad_scaler(info.device, precision)
-    codebook_size, schedule = int(cfg.model.codebook_size), [list(s) for s in cfg.model.nsvq.replace_schedule]
+    codebook_size, schedule = cfg.model.codebook_size, [list(s) for s in cfg.model.nsvq.replace_schedule]
     step, epoch, batches_done = 0, 0, 0
-    path, state = resolve_resume(cfg.trainer.resume_from_checkpoint, ckpt_dir)
+    path, state = find_resume(cfg.trainer.resume_from_checkpoint, ckpt_dir, [run_dir, *earlier_runs(run_dir)])
+    checkpoint.check_fresh_run_folder(run_dir, resuming=state is not None)  # a new run never mixes with an old one
+    if info.is_main:
+        checkpoint.remove_stale_temp_files(ckpt_dir)  # what a killed save left behind
     if state is not None:
+        checkpoint.check_resume_config(state.get("config"), resolved, EXACT_KEYS,
+                                       allow_change=cfg.trainer.allow_config_change, ignore=RESUME_IGNORES,
+                                       flag="trainer.allow_config_change=true", logger=logger)
         model.load_state_dict(state["model"])  # includes the codebook and its hit counters (buffers)
         optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # checkpoints written before schedules existed ran at a constant lr
+            scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         guard.load_state_dict(state["guard"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
-        checkpoint.set_rng_state(state["rng"][info.rank % len(state["rng"])])
+        checkpoint.restore_rng_states(state["rng"])
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
+    elif cfg.model.init_from:  # new weights, new optimizer, step 0
+        loaded = load_initial_weights(model, cfg.model.init_from)
+        logger.info("Initialised the model with the %s of %s (new optimizer, step 0)", loaded, cfg.model.init_from)
+        if loaded == "LAPA weights" and not cfg.model.lapa_compat:
+            logger.warning("model.init_from holds LAPA weights but model.lapa_compat=false: the corrected temporal "
+                           "PEG and action tokens differ from what they were trained with (set "
+                           "model.lapa_compat=true to keep LAPA's behaviour).")
     # No buffer sync on forward: the NSVQ hit counters are summed over ranks by the quantiser itself.
     ddp_model = DDP(model, forward_sync_buffers=False) if info.distributed else model
     # Compiled for the training steps only (evaluation runs eagerly, so eval mode does not trigger a recompile).
@@ -94,23 +122,23 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                 sum(p.numel() for p in model.parameters()) / 1e6, total_steps, steps_per_epoch)
 
     def save(name: str) -> None:
-        rng_all = [checkpoint.rng_state()]
-        if info.distributed:
-            rng_all = [None] * info.world_size
-            torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
+        rng_all = checkpoint.gather_rng_states()  # a collective: every rank calls it
         if info.is_main:
-            checkpoint.save(ckpt_dir / name, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            written = checkpoint.save(ckpt_dir / name, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "guard": guard.state_dict(), "step": step, "epoch": epoch, "batches_done": batches_done,
                 "rng": rng_all, "config": resolved})
-            checkpoint.prune(ckpt_dir, keep_last=int(cfg.training.keep_last))
+            if name.startswith("step_"):  # only this run's step files; never the one just written or resumed
+                checkpoint.prune(ckpt_dir, cfg.training.keep_last, STEP_PATTERN,
+                                 keep=[written] + ([path] if path is not None else []))
         dist.barrier()
 
-    def validate() -> dict:
+    def validate_now() -> dict:
         if val_loader is None:
             return {}
         metrics, sample = evaluate(ddp_model, val_loader, info.device, autocast, codebook_size,
-                                   int(cfg.training.val_max_batches), seed=cfg.seed)
+                                   cfg.training.val_max_batches, seed=cfg.seed)
         writer.scalars(metrics, step)
         wandb.log(metrics, step)
         if sample is not None:
@@ -120,14 +148,13 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
 
     # ---------------- loop ----------------
     timer = SectionTimer()
-    profiler_type = str(cfg.training.profiler.type)
-    if profiler_type not in ("simple", "pytorch"):
-        raise ValueError(f"training.profiler.type={profiler_type!r}; use 'simple' or 'pytorch'")
+    profiler_type = cfg.training.profiler.type
     torch_profiler = make_profiler(cfg.training.profiler.enabled and profiler_type == "pytorch",
                                    run_dir / "profiler")
     metrics: dict = {}
     window = {"samples": 0, "wait": 0.0, "start": time.perf_counter()}
     stop = step >= total_steps
+    bar = progress(total=total_steps, initial=step, desc=f"laq {cfg.experiment_name}")  # rank 0, with ETA
     with PreemptionHandler() as preemption, torch_profiler:
         while not stop:
             if not data.iterable:
@@ -162,14 +189,18 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                     if guard.check(out["loss"], grad_norm, step):
                         scaler.step(optimizer)
                     scaler.update()
+                    scheduler.step()
                 step += 1
+                bar.update(1)
                 window["samples"] += first.shape[0] * info.world_size
                 replaced = model.vq.replace_dead_codes() if should_replace(step, schedule) else None
                 torch_profiler.step()
 
-                if step % int(cfg.logging.log_every) == 0 or replaced is not None or step == 1:
+                if step % cfg.logging.log_every == 0 or replaced is not None or step == 1:
                     elapsed = time.perf_counter() - window["start"]
                     scalars = {"loss": dist.all_reduce_mean(out["loss"]).item(),
+                               "recon_loss": dist.all_reduce_mean(out["recon_loss"]).item(),
+                               "codebook_error": dist.all_reduce_mean(out["codebook_error"]).item(),
                                "psnr": psnr(out["recon"].detach().float(), future, 1.0).mean().item(),
                                "copy_psnr": psnr(first, future, 1.0).mean().item(),
                                "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
@@ -181,6 +212,7 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                         scalars["codes_replaced"] = float(replaced)
                     writer.scalars(scalars, step, prefix="train/")
                     wandb.log({f"train/{k}": v for k, v in scalars.items()}, step)
+                    bar.set_postfix(loss=f"{scalars['loss']:.4g}", psnr=f"{scalars['psnr']:.2f}", refresh=False)
                     logger.info("step %d/%d epoch %d loss %.5f psnr %.2f (copy %.2f) codes %d ppl %.2f "
                                 "%.1f samples/s wait %.0f%%%s", step, total_steps, epoch, scalars["loss"],
                                 scalars["psnr"], scalars["copy_psnr"], scalars["unique_codes"],
@@ -188,27 +220,33 @@ def run(cfg, run_dir: str | os.PathLike) -> dict:
                                 100 * scalars["data_wait_fraction"],
                                 f" replaced {replaced} codes" if replaced is not None else "")
                     window = {"samples": 0, "wait": 0.0, "start": time.perf_counter()}
-                if step % int(cfg.logging.image_every) == 0:
+                if step % cfg.logging.image_every == 0:
                     writer.image("train/first_future_predicted",
                                  pair_grid(first[:4].cpu(), future[:4].cpu(), out["recon"][:4].detach().float().cpu()),
                                  step)
-                if step % int(cfg.training.val_every_steps) == 0 and step < total_steps:
-                    metrics = validate()
+                if step % cfg.training.val_every_steps == 0 and step < total_steps:
+                    metrics = validate_now()
                 stop = preemption.stop_requested() or step >= total_steps
-                if step % int(cfg.training.checkpoint_every_steps) == 0 and not stop:
-                    save(f"step_{step:07d}.pt")
+                if step % cfg.training.checkpoint_every_steps == 0 and not stop and batches_done < steps_per_epoch:
+                    save(step_name(step))
                 if stop:
                     break
-            if not stop:
+            if not stop or batches_done >= steps_per_epoch:  # the epoch is complete (also on its last step)
                 bad_samples.end_epoch(logger, epoch)
                 epoch, batches_done = epoch + 1, 0
+                every = cfg.training.checkpoint_every_epochs
+                if every and epoch % every == 0:
+                    save(epoch_name(epoch))
+                elif step % cfg.training.checkpoint_every_steps == 0 and not stop:
+                    save(step_name(step))  # a step checkpoint due on the epoch's last step, saved as "next epoch"
+    bar.close()
     if preemption.received is not None:
         save("last.pt")
         logger.info("Preempted: saved %s at step %d; resume with trainer.resume_from_checkpoint=latest",
                     ckpt_dir / "last.pt", step)
     else:
         bad_samples.end_epoch(logger, epoch)
-        metrics = validate()
+        metrics = validate_now()
         save("last.pt")
         metrics.update({"train/steps": float(step), "train/skipped_samples_total": float(bad_samples.total)})
         write_metrics(run_dir, metrics)

@@ -58,6 +58,37 @@ def read_index(folder: str | Path) -> dict:
     return json.loads(index_path.read_text())
 
 
+def shard_paths(folder: str | Path, split: str) -> list[Path]:
+    """The split's shard files from index.json, each resolved inside `folder`. Entries must be plain relative
+    paths: WebDataset would run a `pipe:` entry as a shell command and fetch a URL, and `../` or an absolute path
+    would read outside the shard folder, so those are refused, naming the entry."""
+    root = Path(folder).resolve()
+    index = read_index(folder)
+    if split not in index or not index[split].get("shards"):
+        raise FileNotFoundError(f"No '{split}' shards listed in {Path(folder) / 'index.json'}")
+    paths = []
+    for name in index[split]["shards"]:
+        path = (root / str(name)).resolve()
+        if ":" in str(name).split("/")[0] or Path(str(name)).is_absolute() or not path.is_relative_to(root):
+            raise ValueError(f"{Path(folder) / 'index.json'}: shard entry {name!r} is not a path inside the shard "
+                             f"folder (only relative file names are accepted; 'pipe:', URLs, absolute paths and ../ "
+                             f"are refused)")
+        if not path.is_file():
+            raise FileNotFoundError(f"{Path(folder) / 'index.json'} lists {name}, but {path} does not exist")
+        paths.append(path)
+    return paths
+
+
+def check_shards_per_rank(n_shards: int, world_size: int, workers: int, split: str = "train") -> None:
+    """Every process and DataLoader worker needs at least one shard: with fewer, a rank whose workers get none loops
+    on empty epochs while the others wait for it in the gradient all-reduce (a hang). Refused at start-up."""
+    readers = world_size * max(1, workers)
+    if n_shards < readers:
+        raise ValueError(f"{n_shards} '{split}' shard(s) for {world_size} process(es) x {max(1, workers)} DataLoader "
+                         f"worker(s) = {readers} readers: each reader needs at least one shard. Write more, smaller "
+                         f"shards (1_make_shards.py --max_count), or lower data.num_workers.")
+
+
 class _Decode:
     """Shard sample -> training dict, or SkippedSample for an undecodable frame (strict: BadSampleError)."""
 
@@ -90,10 +121,7 @@ def shard_dataset(folder: str | Path, split: str, image_size: int, shuffle_buffe
     workers (split_by_worker), shard order shuffled with `seed`, samples shuffled in a `shuffle_buffer` buffer.
     With repeat=True the stream never ends; the training loop takes a fixed number of batches per epoch so every
     rank runs the same number of steps even when the shards hold different counts."""
-    index = read_index(folder)
-    if split not in index or not index[split]["shards"]:
-        raise FileNotFoundError(f"No '{split}' shards listed in {Path(folder) / 'index.json'}")
-    urls = [str(Path(folder) / name) for name in index[split]["shards"]]
+    urls = [str(path) for path in shard_paths(folder, split)]
     dataset = wds.WebDataset(urls, repeat=repeat, shardshuffle=len(urls) if shuffle_buffer else False,
                              nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, seed=seed,
                              empty_check=False)

@@ -44,8 +44,9 @@ class PEG(nn.Module):
     """Position-generating depthwise 3x3x3 Conv3d over (t, h, w); zero-padded causally in time.
 
     Returns the conv output only (the caller adds the residual). Tokens arrive as (B*T, h*w, d) from the spatial
-    stack or as (B*h*w, T, d) from the temporal stack; `layout` says which, so the grid is rebuilt correctly
-    (the reference reshapes the temporal layout without permuting, which scrambles positions; see README).
+    stack or as (B*h*w, T, d) from the temporal stack; `layout` says which, so the grid is rebuilt correctly.
+    LAPA reshapes the temporal layout straight to (B, T, h, w, d) without permuting, so its PEG convolves scrambled
+    positions; `layout="temporal_lapa"` does exactly that (model.lapa_compat, for LAPA's weights).
 
     The parameters are those of `nn.Conv3d(dim, dim, 3, groups=dim)` (state-dict compatible), but the conv is
     computed as one depthwise 3x3 Conv2d per time tap: CPU depthwise Conv3d backward is several times slower,
@@ -60,7 +61,10 @@ class PEG(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int, int], layout: str) -> torch.Tensor:
         b, t, h, w = grid
-        if layout == "spatial":  # (b t) (h w) d
+        if layout not in ("spatial", "temporal", "temporal_lapa"):
+            raise ValueError(f"PEG layout {layout!r}; use 'spatial', 'temporal' or 'temporal_lapa'")
+        as_spatial = layout != "temporal"  # temporal_lapa: the memory of (b h w) t d read as (b t) (h w) d
+        if as_spatial:  # (b t) (h w) d
             video = x.reshape(b, t, h, w, -1)
         else:  # temporal: (b h w) t d
             video = x.reshape(b, h, w, t, -1).permute(0, 3, 1, 2, 4)
@@ -80,7 +84,7 @@ class PEG(nn.Module):
                 acc = F.pad(acc, (0, 0, 0, 0, 0, 0, lo, t - hi))
             out = acc if out is None else out + acc
         out = out + self.dsconv.bias.to(x.dtype)[:, None, None]
-        if layout == "spatial":
+        if as_spatial:
             return out.permute(0, 1, 3, 4, 2).reshape(x.shape)
         return out.permute(0, 3, 4, 1, 2).reshape(x.shape)
 
@@ -178,7 +182,8 @@ class Attention(nn.Module):
 class Transformer(nn.Module):
     """Blocks of [PEG residual, self-attention, (cross-attention), GEGLU FF], then a final LayerNorm.
 
-    forward(x, grid=(B, T, h, w), layout="spatial"|"temporal", bias=None, context=None) -> same shape as x.
+    forward(x, grid=(B, T, h, w), layout="spatial"|"temporal"|"temporal_lapa", bias=None, context=None) -> same
+    shape as x (layout: see PEG).
     """
 
     def __init__(self, dim: int, depth: int, dim_head: int, heads: int, cross_attn: bool = False,

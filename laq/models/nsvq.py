@@ -10,7 +10,12 @@ Fixes against the reference (spec §1 pitfalls):
 - hit counts are a buffer (saved, moved with `.to()`), counted per hit (the reference's `used[idx] += 1` counts
   each code once per batch), summed over DDP ranks every training step, and the replaced codebook is broadcast
   from rank 0, so all ranks keep identical codebooks;
-- no hard-coded device.
+- no hard-coded device;
+- the dead-code threshold can be relative to usage (`threshold_mode="share"`: a code is dead when its share of the
+  hits since the last event is below threshold / codebook_size), so a rarely used code is re-seeded even when the
+  absolute count of a long window clears LAPA's per-batch bar;
+- action token i is project_out(code i). With `lapa_compat=True` the (B*L, q) codes are reshaped to (B, q, L) and
+  transposed, as LAPA's `NSVQ.decode` does, so each token mixes components of all L codes (needed for its weights).
 """
 from __future__ import annotations
 
@@ -40,11 +45,13 @@ def should_replace(step: int, schedule) -> bool:
 class NSVQ(nn.Module):
     """first, future: (B, h*w, dim) encoder tokens of the two frames.
 
-    forward -> (actions (B, L, dim), indices (B, L) int64, perplexity scalar), L = code_seq_len.
+    forward -> (actions (B, L, dim), indices (B, L) int64, perplexity scalar, codebook_error scalar),
+    L = code_seq_len; codebook_error = mean squared distance of the chosen codes to the detached inputs.
     """
 
     def __init__(self, dim: int, codebook_size: int, quant_dim: int, code_seq_len: int, grid: tuple[int, int],
-                 threshold: float = 0.1, noise_scale: float = 0.1, init: str = "normal", replace_from: str = "inputs"):
+                 threshold: float = 0.1, threshold_mode: str = "batch", noise_scale: float = 0.1, init: str = "normal",
+                 replace_from: str = "inputs", lapa_compat: bool = False):
         super().__init__()
         if code_seq_len not in _CNN_SPECS:
             raise ValueError(f"model.code_seq_len={code_seq_len} is not supported; use one of {sorted(_CNN_SPECS)}")
@@ -55,7 +62,10 @@ class NSVQ(nn.Module):
         self.codebook_size, self.quant_dim, self.code_seq_len, self.dim = codebook_size, quant_dim, code_seq_len, dim
         if replace_from not in ("inputs", "codes"):
             raise ValueError(f"model.nsvq.replace_from={replace_from!r}; use 'inputs' or 'codes'")
+        if threshold_mode not in ("batch", "share"):
+            raise ValueError(f"model.nsvq.threshold_mode={threshold_mode!r}; use 'batch' or 'share'")
         self.threshold, self.noise_scale, self.eps, self.replace_from = threshold, noise_scale, 1e-12, replace_from
+        self.threshold_mode, self.lapa_compat = threshold_mode, lapa_compat
         if init == "normal":
             codebooks = torch.randn(codebook_size, quant_dim)
         elif init == "uniform":
@@ -112,8 +122,22 @@ class NSVQ(nn.Module):
             quantized = hard
         probs = torch.bincount(indices, minlength=self.codebook_size).float() / indices.numel()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
-        actions = self.project_out(quantized.to(self.project_out.weight.dtype)).reshape(batch, self.code_seq_len, -1)
-        return actions, indices.reshape(batch, self.code_seq_len), perplexity
+        # Mean squared distance of each chosen code to its (detached) input: the k-means objective. NSVQ itself
+        # needs no codebook loss; the model adds this one only with model.nsvq.codebook_loss_weight > 0.
+        codebook_error = (delta.detach() - hard).pow(2).mean()
+        return self._tokens(quantized, batch), indices.reshape(batch, self.code_seq_len), perplexity, codebook_error
+
+    def _tokens(self, quantized: torch.Tensor, batch: int) -> torch.Tensor:
+        """(B*L, quant_dim) quantised vectors -> (B, L, dim) action tokens."""
+        if self.lapa_compat:  # LAPA's reshape without a permute: token i mixes components of all L codes
+            quantized = quantized.reshape(batch, self.quant_dim, self.code_seq_len).transpose(1, 2)
+        else:
+            quantized = quantized.reshape(batch, self.code_seq_len, self.quant_dim)
+        return self.project_out(quantized.to(self.project_out.weight.dtype))
+
+    def actions_from_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Chosen code ids (B, L) -> (B, L, dim) action tokens, as the eval-mode forward makes them."""
+        return self._tokens(self.codebooks[indices.reshape(-1)], indices.shape[0])
 
     @torch.no_grad()
     def _count(self, indices: torch.Tensor) -> None:
@@ -125,12 +149,16 @@ class NSVQ(nn.Module):
 
     @torch.no_grad()
     def replace_dead_codes(self) -> int:
-        """Re-seed codes with fewer than threshold * global_batch hits since the last event; reset the counts.
+        """Re-seed dead codes and reset the counts. Dead: fewer than threshold * global_batch hits since the last
+        event (threshold_mode "batch", LAPA's rule), or a share of those hits below threshold / codebook_size
+        ("share": relative to usage, whatever the window's length).
 
         Returns the number replaced (identical on all ranks). Rank 0 draws the new codes and broadcasts them.
         """
-        batch = max(int(self.window_batch), 1)
-        dead = (self.hits.float() / batch) < self.threshold
+        if self.threshold_mode == "share":
+            dead = self.hits.float() / self.hits.sum().clamp_min(1) < self.threshold / self.codebook_size
+        else:
+            dead = (self.hits.float() / max(int(self.window_batch), 1)) < self.threshold
         n_dead = int(dead.sum())
         if n_dead and dist.is_main():
             if self.replace_from == "inputs" and self.recent_inputs.shape[0] > 0:

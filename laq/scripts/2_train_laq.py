@@ -5,11 +5,19 @@
     torchrun --nproc_per_node=8 laq/scripts/2_train_laq.py experiment=laq_normal
     python laq/scripts/2_train_laq.py --cfg job          # print the composed config
 
+Works from the repository root and from laq/ (`python scripts/2_train_laq.py ...`, as the guide types it).
 The run folder is `hydra.run.dir` (checkpoints/, tb/, log.txt, metrics.json, config.yaml). See laq/README.md.
 """
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, from wherever it is run
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from laq.config_schema import quote_string_overrides  # noqa: E402  (also registers the typed schema)
 
 
 @hydra.main(version_base="1.3", config_path="../config", config_name="config")
@@ -20,4 +28,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quote_string_overrides(sys.argv[1:])
     main()

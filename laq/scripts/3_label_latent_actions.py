@@ -5,6 +5,10 @@
         --out labels.jsonl [--stride 1] [--batch_size 32] [--device cpu]
     # LAPA-style jsonl (each line has "image": a frame path, plus any other fields, which are kept)
     python laq/scripts/3_label_latent_actions.py --ckpt last.pt --jsonl in.jsonl --offset 30 --out out.jsonl
+    # LAPA's released weights (laq_openx.pt) or a LAPA training file, with LAPA's constructor arguments
+    # (default: its train_sthv2.py sizes; --lapa_kwargs dim=1024 heads=16 code_seq_len=4 ... to change them)
+    python laq/scripts/3_label_latent_actions.py --lapa_checkpoint laq_openx.pt --folders FRAMES --offset 30 \
+        --out labels.jsonl
 
 Each output row carries "codes" (list of L ints), "delta" (the same as strings, LAPA's field) and
 "latent_action" (one int in [0, K^L)). As LAPA's inference, the future frame is clamped to the clip's last frame
@@ -17,9 +21,12 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, from wherever it is run
+
 from common.data import BadSampleError, frame_number, sorted_frames
 from laq.data.scenes import discover_scenes
 from laq.inference import codes_to_action_id, latent_actions, load_frame, load_model
+from laq.lapa import LAPA_TRAIN_STHV2, load_lapa
 
 
 def pairs_from_folders(folders: list[str], offset: int, stride: int, clamp: bool):
@@ -66,7 +73,11 @@ def pairs_from_jsonl(path: str, offset: int, clamp: bool):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True)
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--ckpt", help="a checkpoint of this project's training (its config is inside)")
+    weights.add_argument("--lapa_checkpoint", help="a LAPA LAQ file (laq_openx.pt, results/vae.N.pt)")
+    parser.add_argument("--lapa_kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"LAPA constructor arguments for --lapa_checkpoint (defaults: {LAPA_TRAIN_STHV2})")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--folders", nargs="+", help="frame roots (scene layout or rawframes)")
     source.add_argument("--jsonl", help="LAPA-style jsonl with an 'image' path per line")
@@ -77,7 +88,15 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    model = load_model(args.ckpt, args.device)
+    if args.lapa_checkpoint:
+        try:
+            lapa_kwargs = {key: float(value) if "dropout" in key else int(value)
+                           for key, value in (item.split("=", 1) for item in args.lapa_kwargs)}
+        except ValueError:
+            parser.error(f"--lapa_kwargs takes KEY=NUMBER items, got {args.lapa_kwargs}")
+        model = load_lapa(args.lapa_checkpoint, **lapa_kwargs).to(args.device)
+    else:
+        model = load_model(args.ckpt, args.device)
     size, codebook_size = model.cfg.image_size, model.cfg.codebook_size
     rows = (pairs_from_folders(args.folders, args.offset, args.stride, not args.no_clamp) if args.folders
             else pairs_from_jsonl(args.jsonl, args.offset, not args.no_clamp))

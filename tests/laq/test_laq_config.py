@@ -1,25 +1,26 @@
-"""Hydra: groups and overrides reach the objects the code builds; unknown keys fail; --cfg job and --help work."""
+"""Hydra: groups and overrides reach the objects the code builds; the typed schema names wrong keys and types and
+keeps strings as typed; value ranges are checked at start-up; --cfg job and --help work; warnings once; progress bar."""
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
+from common.optim import build_optimizer
+from laq.config_schema import compose_config, validate
 from laq.data.build import build_datasets
-from laq.engine import build_optimizer
 from laq.models import build_model
 from laq.synth import write_dataset
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "laq" / "config")
 SCRIPT = Path(__file__).resolve().parents[2] / "laq" / "scripts" / "2_train_laq.py"
 
 
 def make_cfg(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def test_experiments_pick_their_groups():
@@ -46,7 +47,8 @@ def test_overrides_reach_the_code(tmp_path):
     assert data.val.offsets == [2, 5] and data.val[0]["first"].shape == (3, 32, 32)
     model = build_model(cfg.model)
     assert model.cfg.image_size == 32 and model.vq.codebooks.shape == (5, 32)
-    optimizer = build_optimizer(model.parameters(), cfg.training.optimizer)
+    opt = cfg.training.optimizer
+    optimizer = build_optimizer(model, opt.name, opt.lr, opt.weight_decay, opt.betas)
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == 5e-4
 
 
@@ -76,3 +78,51 @@ def test_cfg_job_and_help_from_the_command_line():
     assert "lr: 0.123" in job.stdout and "name: laq_tiny" in job.stdout
     helped = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "experiment: laq_debug, laq_full, laq_normal" in helped.stdout
+
+
+def test_wrong_types_are_errors_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as error:
+        make_cfg(["experiment=laq_debug", "data.batch_size=abc"])
+    assert "data.batch_size" in str(error.value.__cause__) and "Integer" in str(error.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as error:
+        make_cfg(["experiment=laq_debug", "data.pair_level=maybe"])
+    assert "data.pair_level" in str(error.value.__cause__) and "valid bool" in str(error.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as error:
+        make_cfg(["experiment=laq_debug", "model.dim=1.5"])
+    assert "model.dim" in str(error.value.__cause__)
+
+
+def test_string_keys_keep_the_text_as_typed():
+    cfg = make_cfg(["experiment=laq_debug", "data.folder=2024.10", "experiment_name=007",
+                    "trainer.resume_from_checkpoint=12", "model.init_from=1e3"])
+    assert cfg.data.folder == "2024.10" and cfg.experiment_name == "007"
+    assert cfg.trainer.resume_from_checkpoint == "12" and cfg.model.init_from == "1e3"
+    assert make_cfg(["experiment=laq_debug", "data.folder=[a,b]"]).data.folder == ["a", "b"]  # a list of roots
+    assert make_cfg(["experiment=laq_debug", "data.batch_size=3"]).data.batch_size == 3
+
+
+def test_value_ranges_are_checked_at_start_up():
+    for override, message in (("training.checkpoint_every_steps=0", "training.checkpoint_every_steps=0"),
+                              ("training.checkpoint_every_epochs=-1", "training.checkpoint_every_epochs=-1"),
+                              ("data.offsets=[0]", "data.offsets"), ("training.optimizer.name=sgd", "adamw"),
+                              ("model.nsvq.threshold_mode=relative", "threshold_mode")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            validate(make_cfg(["experiment=laq_debug", override]))
+    validate(make_cfg(["experiment=laq_debug"]))
+
+
+def test_warnings_once_and_a_progress_bar(tmp_path):
+    """A bad frame's warning appears once (not again with Hydra's [HYDRA] prefix); with PROGRESS=1 (or a terminal)
+    rank 0 shows a tqdm bar with the rate and ETA."""
+    write_dataset(tmp_path / "d", scenes=6, frames=4, image_size=32, square=6, step_px=1, actions=2)
+    (tmp_path / "d" / "scene_0001" / "frame_0003.jpg").write_bytes(b"not a jpeg")  # the last frame: one pair
+    result = subprocess.run([sys.executable, str(SCRIPT), "experiment=laq_debug", f"data.folder={tmp_path / 'd'}",
+                             "data.image_size=32", "model.patch_size=4", "model.dim=32", "model.heads=2",
+                             "model.dim_head=16", "model.spatial_depth=1", "model.temporal_depth=1",
+                             "data.pair_level=true", "data.offsets=[1]", "data.max_samples=null", "data.batch_size=15",
+                             "training.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}", "trainer.device=cpu"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PROGRESS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert output.count("Skipping bad sample") == 1 and "[HYDRA]" not in output
+    assert re.search(r"laq laq_debug: 100%\|.*\| 1/1 \[", result.stderr)

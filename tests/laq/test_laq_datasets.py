@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import BadSampleError, SkippedSample, collate_skipping
+from common.data import BadSampleError, SkippedSample, collate_skipping, sorted_frames
 from laq.data.datasets import PairDataset, SceneDataset, SubsetWithEpoch
 from laq.data.scenes import Scene, discover_scenes, split_scenes
 from laq.synth import write_dataset
@@ -97,9 +97,11 @@ def test_rawframes_layout_orders_by_frame_number(tmp_path):
     for number in (1, 2, 10, 100):
         cv2.imwrite(str(video / f"img_{number:05d}.jpg"), np.full((16, 16, 3), number, np.uint8))
     (video / "img_3.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes())
-    scenes, _ = discover_scenes(str(tmp_path / "root"))
-    assert len(scenes) == 1 and [p.name for p in scenes[0].frames] == [
+    assert [p.name for p in sorted_frames(video)] == [
         "img_00001.jpg", "img_00002.jpg", "img_3.jpg", "img_00010.jpg", "img_00100.jpg"]
+    scenes, report = discover_scenes(str(tmp_path / "root"))  # 4..9 and 11..99 are missing: the run 1-3 is kept
+    assert len(scenes) == 1 and [p.name for p in scenes[0].frames] == ["img_00001.jpg", "img_00002.jpg", "img_3.jpg"]
+    assert "3->10, 10->100" in report.skipped[0][1]
 
 
 def test_missing_folder_error_names_it(tmp_path):
@@ -117,6 +119,24 @@ def test_short_scene_and_missing_column_skip_or_raise(tmp_path):
     assert scenes == [] and "no_such_column" in report.skipped[0][1]
     with pytest.raises(BadSampleError, match="scenes.csv"):
         discover_scenes(str(tmp_path / "a"), {"no_such_column": 1}, strict=True)
+
+
+def test_truncated_jpeg_and_png_are_bad_samples(tmp_path):
+    """OpenCV decodes a truncated JPEG partially (grey end, only a libjpeg warning); common.read_image refuses it, so
+    the pair is skipped and counted (strict: an error naming the file)."""
+    write_dataset(tmp_path / "a", scenes=1, frames=4, image_size=32, square=6, step_px=1)
+    frame = tmp_path / "a" / "scene_0000" / "frame_0001.jpg"
+    frame.write_bytes(frame.read_bytes()[: len(frame.read_bytes()) // 2])
+    png = tmp_path / "a" / "scene_0000" / "frame_0003.png"
+    cv2.imwrite(str(png), np.zeros((32, 32, 3), np.uint8))
+    png.write_bytes(png.read_bytes()[:-20])
+    (tmp_path / "a" / "scene_0000" / "frame_0003.jpg").unlink()
+    scenes, _ = discover_scenes(str(tmp_path / "a"))
+    items = [PairDataset(scenes, [1], 32, {})[i] for i in range(3)]
+    assert [isinstance(item, SkippedSample) for item in items] == [True, True, True]
+    assert "Truncated image" in items[0].reason and items[2].path.endswith("frame_0003.png")
+    with pytest.raises(BadSampleError, match="Truncated image.*frame_0001.jpg"):
+        PairDataset(scenes, [1], 32, {}, strict=True)[0]
 
 
 def test_corrupt_jpeg_skipped_and_counted_or_raised(tmp_path):
@@ -143,3 +163,93 @@ def test_item_dict_contract(tmp_path):
     assert 0.0 <= float(item["first"].min()) and float(item["future"].max()) <= 1.0
     assert int(item["offset"]) == 2 and int(item["label"]) == 1 and int(item["scene"]) == 1
     assert not torch.equal(item["first"], item["future"])
+
+
+def test_gap_in_frame_numbering_splits_the_scene_so_no_pair_bridges_it(tmp_path):
+    write_dataset(tmp_path / "a", scenes=2, frames=8, image_size=16, square=4, step_px=1)
+    (tmp_path / "a" / "scene_0000" / "frame_0004.jpg").unlink()  # frame 4 missing: 0-3 and 5-7
+    scenes, report = discover_scenes(str(tmp_path / "a"))
+    runs = [[int(p.stem.split("_")[1]) for p in s.frames] for s in scenes if s.folder.name == "scene_0000"]
+    assert runs == [[0, 1, 2, 3], [5, 6, 7]] and "3->5" in report.skipped[0][1]
+    pairs = PairDataset(scenes, [2], 16, {})
+    for i, t, o in pairs.pairs:
+        numbers = [int(p.stem.split("_")[1]) for p in pairs.scenes[i].frames]
+        assert numbers[t + o] - numbers[t] == o  # two frames apart means two frames apart
+    train, val = split_scenes(scenes, 0.5, seed=0)  # the two runs of one folder stay on one side
+    assert not {s.folder for s in train} & {s.folder for s in val}
+    with pytest.raises(BadSampleError, match="frame numbering jumps"):
+        discover_scenes(str(tmp_path / "a"), strict=True)
+    strided = tmp_path / "strided" / "v"
+    strided.mkdir(parents=True)
+    for number in (0, 2, 4, 6):  # every other frame kept: regular, not a gap
+        cv2.imwrite(str(strided / f"img_{number:05d}.jpg"), np.zeros((8, 8, 3), np.uint8))
+    assert len(discover_scenes(str(tmp_path / "strided"), layout="rawframes")[0]) == 1
+
+
+def test_short_csv_row_is_a_named_error_or_skip(tmp_path):
+    write_dataset(tmp_path / "a", scenes=3, frames=4, image_size=16, square=4, step_px=1)
+    lines = (tmp_path / "a" / "scenes.csv").read_text().splitlines()
+    lines[2] = "1,scene_0001"  # 2 of 7 fields
+    (tmp_path / "a" / "scenes.csv").write_text("\n".join(lines) + "\n")
+    scenes, report = discover_scenes(str(tmp_path / "a"))
+    assert len(scenes) == 2 and "scenes.csv:3" in report.skipped[0][0] and "2 fields" in report.skipped[0][1]
+    with pytest.raises(BadSampleError, match=r"scenes.csv:3: row has 2 fields, the header has 7"):
+        discover_scenes(str(tmp_path / "a"), strict=True)
+
+
+def test_scene_folders_outside_the_root_are_refused_unless_allowed(tmp_path):
+    write_dataset(tmp_path / "outside", scenes=1, frames=4, image_size=16, square=4, step_px=1)
+    root = tmp_path / "root"
+    root.mkdir()
+    _write_csv(root, [{"scene_folder": "../outside/scene_0000"}])
+    with pytest.raises(BadSampleError, match="scenes.csv: scene_folder.*points outside the data folder.*allow_outside_root"):
+        discover_scenes(str(root))
+    _write_csv(root, [{"scene_folder": str(tmp_path / "outside" / "scene_0000")}])
+    with pytest.raises(BadSampleError, match="outside"):
+        discover_scenes(str(root))
+    scenes, _ = discover_scenes(str(root), allow_outside_root=True)
+    assert len(scenes) == 1
+
+
+def test_split_by_keeps_a_source_on_one_side_and_val_filters_choose_val(tmp_path):
+    scenes = [Scene(folder=Path(f"{src}_part_{k}"), frames=[Path(f"f{i}.jpg") for i in range(5)],
+                    meta={"source": src, "part": str(k), "source_position": str(k / 4)})
+              for src in ("a", "b", "c", "d", "e") for k in range(4)]
+    for seed in range(5):
+        train, val = split_scenes(scenes, 0.4, seed, split_by="source")
+        assert {s.meta["source"] for s in train}.isdisjoint({s.meta["source"] for s in val})
+        assert len(val) == 8  # two whole sources
+    train, val = split_scenes(scenes, 0.0, 0, val_filters={"source_position": [">=", 0.75]})
+    assert {s.meta["part"] for s in val} == {"3"} and len(train) == 15  # the last quarter of every source
+    with pytest.raises(ValueError, match="both sides"):
+        split_scenes(scenes, 0.0, 0, split_by="source", val_filters={"source_position": [">=", 0.75]})
+    with pytest.raises(ValueError, match="split_by='camera'"):
+        split_scenes(scenes, 0.2, 0, split_by="camera")
+
+
+def test_scene_level_validation_has_k_fixed_draws_per_scene():
+    scenes = [fake_scene(40, f"s{i}") for i in range(3)]
+    val = SceneDataset(scenes, [5, 10], 8, {}, seed=1, draws=8)
+    assert len(val) == 24
+    draws = [val.draw(i) for i in range(len(val))]
+    assert len(set(draws[:8])) > 4  # several different pairs of scene 0
+    assert draws == [SceneDataset(scenes, [5, 10], 8, {}, seed=1, draws=8).draw(i) for i in range(24)]
+    single = SceneDataset(scenes, [5, 10], 8, {}, seed=1)  # draws=1 is the training behaviour, unchanged
+    assert len(single) == 3 and [single.draw(i) for i in range(3)] == [
+        SceneDataset(scenes, [5, 10], 8, {}, seed=1, draws=1).draw(i) for i in range(3)]
+
+
+def test_reverse_and_augment_give_real_pairs(tmp_path):
+    write_dataset(tmp_path / "a", scenes=2, frames=5, image_size=16, square=4, step_px=1)
+    scenes, _ = discover_scenes(str(tmp_path / "a"))
+    forward = PairDataset(scenes, [2], 16, {})
+    both = PairDataset(scenes, [2], 16, {}, reverse=True)
+    assert len(both) == 2 * len(forward)
+    i, t, o = both.pairs[len(forward)]
+    assert o == -2 and torch.equal(both[len(forward)]["first"], forward[forward.pairs.index((i, t + o, 2))]["future"])
+    augmented = PairDataset(scenes, [2], 16, {}, augment=True, seed=3)
+    a, b = augmented[0], augmented[0]
+    assert torch.equal(a["first"], b["first"])  # drawn from (seed, epoch, index): the same after a resume
+    augmented.set_epoch(1)
+    assert not torch.equal(augmented[0]["first"], a["first"])
+    assert a["first"].shape == (3, 16, 16) and 0 <= float(a["first"].min()) and float(a["first"].max()) <= 1

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from common import checkpoint
+from laq.config_schema import compose_config
 from laq.inference import codes_to_action_id, decode_codes, latent_actions, load_model, predict_next
 from laq.models import build_model
 from laq.synth import write_dataset
@@ -20,10 +20,8 @@ SCRIPT = ROOT / "laq" / "scripts" / "3_label_latent_actions.py"
 
 @pytest.fixture()
 def ckpt(tmp_path):
-    with initialize_config_dir(config_dir=str(ROOT / "laq" / "config"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "experiment=laq_debug", "data.image_size=32", "model.patch_size=4", "model.dim=32", "model.heads=2",
-            "model.dim_head=16", "model.spatial_depth=1", "model.temporal_depth=1"])
+    cfg = compose_config(["experiment=laq_debug", "data.image_size=32", "model.patch_size=4", "model.dim=32",
+                          "model.heads=2", "model.dim_head=16", "model.spatial_depth=1", "model.temporal_depth=1"])
     torch.manual_seed(0)
     model = build_model(cfg.model)
     model(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))  # fills the NSVQ buffers as training would

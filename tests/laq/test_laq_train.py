@@ -4,22 +4,20 @@ import json
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from common import checkpoint
+from laq.config_schema import compose_config
 from laq.inference import load_model, predict_next
 from laq.synth import write_dataset
 from laq.train import run
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "laq" / "config")
 SMALL = ["experiment=laq_debug", "data.image_size=32", "model.patch_size=4", "model.dim=32", "model.heads=2",
          "model.dim_head=16", "model.spatial_depth=1", "model.temporal_depth=1", "data.num_workers=0",
          "logging.image_every=1000", "trainer.device=cpu"]
 
 
 def make_cfg(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=SMALL + overrides)
+    return compose_config(SMALL + overrides)
 
 
 def test_short_training_beats_copy_frame_and_uses_codes(tmp_path):
@@ -84,3 +82,26 @@ def test_compile_flag_trains_the_compiled_module(tmp_path, monkeypatch):
     assert calls == []
     run(make_cfg(common_args + ["training.compile=true"]), tmp_path / "compiled")
     assert calls == [2, 2, 2]  # one compiled call (first, future) per training step
+
+
+def test_start_up_checks_keep_runs_apart(tmp_path):
+    """A fresh run refuses a folder holding an earlier run's checkpoints; a resume refuses a changed learning rate
+    (naming the key and the flag) unless trainer.allow_config_change=true; a stale temp file of a killed save is
+    removed at start-up."""
+    import pytest
+    write_dataset(tmp_path / "data", scenes=12, frames=4, image_size=32, square=8, step_px=2, actions=3)
+    args = [f"data.folder={tmp_path / 'data'}", "data.offsets=[1]", "data.max_samples=null", "data.batch_size=4",
+            "data.val_split=0.2", "training.epochs=100", "training.max_steps=2", "training.val_every_steps=1000"]
+    run(make_cfg(args), tmp_path / "run")
+    with pytest.raises(checkpoint.RunFolderInUse, match="already holds.*last.pt"):
+        run(make_cfg(args), tmp_path / "run")
+    stale = tmp_path / "run" / "checkpoints" / ".step_0000003.pt.1a2b3c4d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    resume = args + ["trainer.resume_from_checkpoint=latest"]
+    with pytest.raises(checkpoint.ConfigChangeError,
+                       match=r"training\.optimizer\.lr: 0\.0001 -> 0\.01.*trainer\.allow_config_change=true"):
+        run(make_cfg(resume + ["training.optimizer.lr=1e-2"]), tmp_path / "run")
+    assert not stale.exists()
+    run(make_cfg(resume + ["training.optimizer.lr=1e-2", "trainer.allow_config_change=true",
+                           "training.max_steps=3"]), tmp_path / "run")
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 3

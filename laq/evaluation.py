@@ -1,5 +1,6 @@
-"""Latent-action statistics and the validation pass: reconstruction vs the copy-frame baseline, codebook use,
-and whether codes carry the true action (normalised mutual information)."""
+"""Latent-action statistics and the validation pass: reconstruction vs the copy-frame baseline, whether the codes
+carry the change (PSNR with the true codes vs the codes of another pair), codebook use, and whether codes match the
+true action (normalised mutual information)."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,8 @@ import torch
 from common import dist
 from common.metrics import mse, psnr
 from laq.inference import codes_to_action_id
+
+SHUFFLE_PARTNERS = 4  # other pairs whose codes each validation pair is decoded with (averaged: a steadier estimate)
 
 
 def perplexity_per_position(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
@@ -64,11 +67,15 @@ def evaluate(model, loader, device, autocast_ctx, codebook_size: int, max_batche
 
     Returns (metrics with flat "val/..." keys, one batch {"first","future","recon"} for image grids or None).
     Metrics: mse, psnr (per-image mean, data range 1), copy_mse / copy_psnr (predict frame t for t+offset),
-    unique_codes, unique_sequences, coverage (distinct sequences / K^L), perplexity (mean over positions),
-    perplexity_pos{i}, and with labels action_nmi plus action_nmi_random (same codes, shuffled: the chance level).
+    psnr_shuffled_codes (decode each pair with the codes of other pairs of its batch: the mean PSNR over the next
+    SHUFFLE_PARTNERS pairs, the batches being in a fixed shuffled order) and shuffled_codes_gap =
+    psnr - psnr_shuffled_codes in dB (about 0 when the codes carry nothing about the change), unique_codes,
+    unique_sequences, coverage (distinct sequences / K^L), perplexity (mean over positions), perplexity_pos{i},
+    and with labels action_nmi plus action_nmi_random (same codes, shuffled: the chance level).
     """
     model.eval()
-    rows, codes, labels, sample = [], [], [], None
+    decoder = dist.unwrap(model)
+    rows, shuffled_rows, codes, labels, sample = [], [], [], [], None
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
@@ -81,11 +88,18 @@ def evaluate(model, loader, device, autocast_ctx, codebook_size: int, max_batche
         recon = out["recon"].float()
         rows += torch.stack([mse(recon, future), psnr(recon, future, 1.0), mse(first, future),
                              psnr(first, future, 1.0)], dim=1).cpu().tolist()
+        if first.shape[0] > 1:  # other pairs' codes: the next SHUFFLE_PARTNERS pairs of the (shuffled) batch
+            others = []
+            for shift in range(1, min(SHUFFLE_PARTNERS, first.shape[0] - 1) + 1):
+                with autocast_ctx():
+                    others.append(psnr(decoder.decode_codes(first, out["indices"].roll(shift, dims=0)).float(),
+                                       future, 1.0))
+            shuffled_rows += torch.stack([psnr(recon, future, 1.0), torch.stack(others).mean(0)], dim=1).cpu().tolist()
         codes += out["indices"].cpu().tolist()
         labels += batch["label"].tolist()
         if sample is None:
             sample = {"first": first[:4].cpu(), "future": future[:4].cpu(), "recon": recon[:4].cpu()}
-    rows, codes, labels = _gather(rows), _gather(codes), _gather(labels)
+    rows, shuffled_rows, codes, labels = _gather(rows), _gather(shuffled_rows), _gather(codes), _gather(labels)
     model.train()
     if not rows:
         return {}, sample
@@ -98,6 +112,10 @@ def evaluate(model, loader, device, autocast_ctx, codebook_size: int, max_batche
                "val/unique_sequences": float(sequences.unique().numel()),
                "val/coverage": float(sequences.unique().numel()) / codebook_size ** code_tensor.shape[1],
                "val/perplexity": float(perplexity.mean()), "val/samples": float(len(rows))}
+    if shuffled_rows:  # the gap over the same pairs (a batch of one has no other pair)
+        paired = np.asarray(shuffled_rows, dtype=np.float64)
+        metrics["val/psnr_shuffled_codes"] = paired[:, 1].mean()
+        metrics["val/shuffled_codes_gap"] = (paired[:, 0] - paired[:, 1]).mean()
     metrics.update({f"val/perplexity_pos{i}": float(v) for i, v in enumerate(perplexity)})
     labelled = [(s, y) for s, y in zip(sequences.tolist(), labels) if y >= 0]
     if labelled:

@@ -1,5 +1,5 @@
-"""Small pieces of the LAQ training loop: optimizer, section timer (the "simple" profiler), checkpoint lookup,
-image grids, and the optional wandb mirror."""
+"""Small pieces of the LAQ training loop: the section timer (the "simple" profiler), image grids, and the optional
+wandb mirror."""
 from __future__ import annotations
 
 import time
@@ -10,20 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import checkpoint
 from common.viz import image_grid, to_uint8
-
-
-def build_optimizer(params, opt_cfg) -> torch.optim.Optimizer:
-    """Adam (LAPA: betas (0.9, 0.99), no weight decay) or AdamW (felixmin's guide), from training.optimizer."""
-    name = str(opt_cfg.name).lower()
-    kwargs = dict(lr=float(opt_cfg.lr), betas=tuple(float(b) for b in opt_cfg.betas),
-                  weight_decay=float(opt_cfg.weight_decay))
-    if name == "adam":
-        return torch.optim.Adam(params, **kwargs)
-    if name == "adamw":
-        return torch.optim.AdamW(params, **kwargs)
-    raise ValueError(f"training.optimizer.name={opt_cfg.name!r}; use 'adam' or 'adamw'")
 
 
 class SectionTimer:
@@ -50,31 +37,6 @@ class SectionTimer:
             lines.append(f"{name:<20} {self.calls[name]:>7} {seconds:>9.2f} "
                          f"{1000 * seconds / self.calls[name]:>9.1f} {100 * seconds / grand:>5.1f}%")
         return "\n".join(lines)
-
-
-def resolve_resume(spec, ckpt_dir: Path):
-    """(path, state) for trainer.resume_from_checkpoint: None -> fresh; "latest" -> the newest of last.pt and
-    step_*.pt in this run's checkpoints/ (truncated files are skipped); otherwise a path that must exist."""
-    if spec is None or str(spec).lower() in ("", "none", "null", "false"):
-        return None, None
-    if str(spec).lower() not in ("latest", "auto", "last"):
-        return checkpoint.resolve_resume(spec, ckpt_dir)
-    candidates = []
-    numbered_path, numbered_state = checkpoint.load_latest_valid(ckpt_dir)
-    if numbered_state is not None:
-        candidates.append((numbered_state["step"], numbered_path, numbered_state))
-    last = ckpt_dir / "last.pt"
-    if last.is_file():
-        try:
-            state = checkpoint.load(last)
-            candidates.append((state["step"], last, state))
-        except checkpoint.CheckpointError as exc:
-            checkpoint.log.warning("%s; ignoring it.", exc)
-    if not candidates:
-        checkpoint.log.info("No checkpoint in %s yet; starting from scratch.", ckpt_dir)
-        return None, None
-    _, path, state = max(candidates, key=lambda c: c[0])
-    return path, state
 
 
 def pair_grid(first: torch.Tensor, future: torch.Tensor, recon: torch.Tensor) -> np.ndarray:
