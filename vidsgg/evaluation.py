@@ -99,6 +99,14 @@ def frames_with_relations(gt_annotation: list) -> int:
     return sum(any(len(obj[field]) for obj in frame[1:] for field in RELATION_FIELDS) for frame in gt_annotation)
 
 
+def skipped_evaluations(dataset, results: dict, max_videos: int = 0) -> dict:
+    """What the evaluation over `dataset` (its first `max_videos` items when > 0) did not score because videos
+    were unreadable and skipped: {"frames_skipped", "frames_expected"} (Action Genome; "graphs_*" for EASG)."""
+    unit, expected = dataset.evaluation_units(max_videos)
+    evaluated = int(results.get(f"with/{unit}", results.get(unit, 0)))
+    return {f"{unit}_skipped": expected - evaluated, f"{unit}_expected": expected}
+
+
 def evaluate_video(evaluators, gt_annotation: list, pred: dict) -> None:
     """Score one video under several evaluators (e.g. the three constraints), building its GT triplets once."""
     gt = ground_truth_triplets(gt_annotation)

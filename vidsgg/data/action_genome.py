@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vidsgg.data.classes import ClassLists, load_class_lists
+from vidsgg.evaluation import frames_with_relations
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,11 @@ class ActionGenome(Dataset):
 
     def __len__(self) -> int:
         return len(self.videos)
+
+    def evaluation_units(self, max_videos: int = 0) -> tuple[str, int]:
+        """("frames", how many frames the evaluator scores in the first `max_videos` videos (all when 0))."""
+        videos = self.videos if max_videos <= 0 else self.videos[:max_videos]
+        return "frames", sum(frames_with_relations(v["gt_annotation"]) for v in videos)
 
     def __getitem__(self, index: int) -> dict:
         video = self.videos[index]

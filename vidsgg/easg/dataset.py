@@ -267,6 +267,11 @@ class EASG(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def evaluation_units(self, max_videos: int = 0) -> tuple[str, int]:
+        """("graphs", how many graphs the evaluator scores in the first `max_videos` items (all when 0))."""
+        items = self.items if max_videos <= 0 else self.items[:max_videos]
+        return "graphs", sum(len(item["graphs"]) for item in items)
+
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         return {**item, "index": index, "num_edges": len(self.classes.edges), "frame_names": list(item["frame_names"]),
