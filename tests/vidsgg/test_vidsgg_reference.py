@@ -97,6 +97,8 @@ def test_spatial_masks_equal_reference_draw_union_boxes():
     boxes, pairs = entry["boxes"][:, 1:], entry["pair_idx"]
     masks = spatial_masks(boxes[pairs[:, 0]], boxes[pairs[:, 1]])
     assert_matches(masks, fixture["modes"]["predcls"]["outputs"]["spatial_masks"], "spatial masks")
+    rois = fixture["mask_rois"]  # 64 random pairs, half of the boxes thinner than a cell
+    assert_matches(spatial_masks(rois[:, :4], rois[:, 4:]), fixture["mask_reference"], "thin-box masks")
 
 
 def test_reference_parameter_counts():
