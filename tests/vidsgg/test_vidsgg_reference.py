@@ -58,11 +58,14 @@ def assert_matches(ours: torch.Tensor, reference: torch.Tensor, what: str) -> No
     assert error <= 1e-5 * scale, f"{what}: max |ours − reference| = {error:.3g} (scale {scale:.3g})"
 
 
-def compare(name: str, mode: str, fixture: dict, config: dict | None = None, **memories) -> None:
-    run = fixture["modes"][mode] if config is None else fixture["modes"][config]
+def compare(name: str, run_name: str, fixture: dict) -> None:
+    """Our `name` model with the run's config and the rule weights (+ memories) vs the reference's outputs."""
+    run = fixture["modes"][run_name]
+    mode = run.get("mode", run_name)
     model = paper_model(name, mode, **run.get("config", {}))
     state = rule_state_dict(run["manifest"])
     detector = {k: rule_tensor(k, shape) for k, shape in DETECTOR.items()}
+    memories = {}
     if "memory_manifest" in run:
         memory = rule_state_dict(run["memory_manifest"])
         memories = {"rel_memory": {k.split(".")[1]: v for k, v in memory.items() if k.startswith("rel_memory.")},
@@ -88,6 +91,15 @@ def compare(name: str, mode: str, fixture: dict, config: dict | None = None, **m
 @pytest.mark.parametrize("mode", ["predcls", "sgcls"])
 def test_sttran_matches_reference(mode):
     compare("sttran", mode, load_fixture("sttran"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["predcls", "sgcls", "sgcls_variant"])
+def test_tempura_matches_reference(run):
+    """README settings (PredCLS K=6 λ=0.5; SGCLS K=4 λ=0.3 with tracking; joint memory, late fusion) and a variant
+    with every other memory path (seperate, early fusion, learned gate, object memory, object GMM head); the
+    memories are filled by the rule, so the memory attention is exercised."""
+    compare("tempura", run, load_fixture("tempura"))
 
 
 def test_spatial_masks_equal_reference_draw_union_boxes():
