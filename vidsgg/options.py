@@ -14,21 +14,22 @@ MODEL_FLAGS = {
     "tempura": ("num_mixtures", "mem_feat_lambda", "mem_feat_selection", "mem_fusion", "rel_mem_weight_type",
                 "tracking", "obj_con_loss", "lambda_con", "uncertainty_threshold", "gmm_regularization",
                 "temporal_window", "rel_loss_weighting", "obj_loss_weighting", "rel_head", "obj_head",
-                "rel_mem_compute", "obj_mem_compute"),
+                "rel_mem_compute", "obj_mem_compute", "mlm"),
     "stket": ("enc_layer_num", "dec_layer_num", "N_layer", "window_size", "pred_contact_threshold",
               "use_spatial_prior", "spatial_prior_loss", "use_temporal_prior", "temporal_prior_loss", "prior_path"),
     "scenellm": ("latent_dim", "codebook_size", "commitment_cost", "llm_name", "lora_r", "lora_alpha",
                  "lora_dropout", "ot_step", "vqvae_epochs", "stage1_iterations", "stage2_iterations", "alpha_obj",
                  "alpha_rel", "scenellm_stage", "llm_lr", "freeze_llm_epochs"),
 }
-TRACKING_FLAGS = ("obj_con_loss", "lambda_con", "temporal_window")
+TRACKING_FLAGS = ("temporal_window",)
+OBJECT_CLASSIFIER_FLAGS = ("obj_head", "obj_mem_compute", "tracking", "obj_con_loss", "lambda_con")  # sgcls/sgdet
 GMM_ONLY_FLAGS = ("num_mixtures", "gmm_regularization", "rel_loss_weighting", "rel_mem_weight_type",
                   "uncertainty_threshold")
 MODES = ("predcls", "sgcls", "sgdet")
 APEX_LEVELS = ("O0", "O1", "O2", "O3")
 LLM_FLAGS = ("llm_lr", "freeze_llm_epochs")  # they mean LoRA fine-tuning: SceneLLM's stage2
-EASG_MODES = ("easgcls", "sgcls", "edgecls")
-EASG_ANNOTATION_FILE = "EASG_unict_master_final.json"  # its presence under -data_path marks the EASG layout  # -dataset easg: verb + objects + edges / objects + edges / edges
+EASG_MODES = ("easgcls", "sgcls", "edgecls")  # -dataset easg: verb + objects + edges / objects + edges / edges
+EASG_ANNOTATION_FILE = "EASG_unict_master_final.json"  # its presence under -data_path marks the EASG layout
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -98,26 +99,30 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-mem_feat_selection", choices=("manual", "automated"), default=None, help="fixed λ or a learned gate")
     add("-mem_fusion", choices=("early", "late"), default=None, help="memory mixed before / after the transformer")
     add("-rel_mem_weight_type", choices=("simple", "al", "ep", "both"), default=None,
-        help="prototype weights: none, 1/(1+aleatoric), 1/(1+epistemic), both")
-    add("-tracking", type=str2bool, default=None, help="object tracking transformer + consistency loss")
-    add("-obj_con_loss", choices=("euc_con", "info_nce"), default=None, help="consistency loss (needs -tracking)")
+        help="prototype weights: none, exp(aleatoric), exp(epistemic), exp(both), normalised per class")
+    add("-tracking", type=str2bool, default=None,
+        help="object tracking transformer over the object classifier's inputs (sgcls/sgdet)")
+    add("-obj_con_loss", choices=("none", "euc_con", "info_nce"), default=None,
+        help="object consistency loss on the object features (sgcls/sgdet; none)")
     add("-lambda_con", type=float, default=None, help="weight of the consistency loss (1.0)")
     add("-uncertainty_threshold", type=float, default=None,
         help="pairs with mean aleatoric uncertainty above this are left out of the memory (0 = off)")
     add("-gmm_regularization", type=float, default=None, help="weight of the mean mixture variance in the loss (0)")
     add("-temporal_window", type=int, default=None,
-        help="with -tracking True: frames a tracked object attends to, |Δt| < window (4); without: the temporal "
-             "decoder's sliding window (= -window)")
+        help="with -tracking True: frames a tracked object attends to, |Δt| < window (0 = the whole video, as the "
+             "reference); without (the guide's predcls command): the temporal decoder's sliding window (= -window)")
     add("-rel_loss_weighting", choices=("none", "al", "ep"), default=None,
-        help="weight each pair's relation loss by 1/(1+aleatoric|epistemic uncertainty)")
+        help="weight each pair's relation loss by 1 + softmax over the video of its aleatoric|epistemic uncertainty")
     add("-obj_loss_weighting", choices=("none", "al", "ep"), default=None,
-        help="weight each object's classification loss by 1/(1+uncertainty) (needs -obj_head gmm)")
+        help="weight each object's classification loss the same way (needs -obj_head gmm)")
     add("-rel_head", choices=("gmm", "linear"), default=None, help="relation heads: mixture of Gaussians (gmm)")
     add("-obj_head", choices=("linear", "gmm"), default=None, help="object classifier head (sgcls/sgdet; linear)")
-    add("-rel_mem_compute", choices=("joint", "seperate", "separate"), default=None,
-        help="one memory over the 26 predicates (joint) or one per category, attended separately")
+    add("-rel_mem_compute", choices=("joint", "seperate", "separate", "none"), default=None,
+        help="one attention over the 26 predicate prototypes (joint), one per category averaged (seperate), or none")
     add("-obj_mem_compute", type=str2bool, nargs="?", const=True, default=None,
         help="object-class prototypes attended by the object features (sgcls/sgdet)")
+    add("-mlm", type=str2bool, nargs="?", const=True, default=None,
+        help="multi-label margin loss for spatial/contacting instead of TEMPURA's default BCE")
     stket = parser.add_argument_group("STKET (-model stket only)")
     add = stket.add_argument
     add("-enc_layer_num", type=int, default=None, help="spatial encoder layers (2)")
@@ -302,10 +307,11 @@ def _validate_tempura(args: argparse.Namespace, parser: argparse.ArgumentParser,
         given = [f"-{f}" for f in flags if getattr(args, f) not in (None, "none", "simple")]
         if given:
             parser.error(f"{', '.join(given)} need the GMM relation heads (-rel_head gmm)")
-    if args.rel_mem_compute in ("seperate", "separate") and args.mem_fusion == "early":
-        parser.error("-rel_mem_compute seperate needs -mem_fusion late (each category's memory feeds its own head)")
-    if args.mode == "predcls" and (args.obj_head or args.obj_mem_compute):
-        parser.error("-obj_head / -obj_mem_compute apply to sgcls and sgdet (predcls uses the GT labels)")
+    if args.mode == "predcls":
+        given = [f"-{f}" for f in OBJECT_CLASSIFIER_FLAGS if getattr(args, f) not in (None, False, "none")]
+        if given:
+            parser.error(f"{', '.join(given)} apply to sgcls and sgdet (the object classifier; predcls uses the "
+                         "GT labels)")
 
 
 def _validate_stket(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 from common.log import setup_logger, write_metrics
 from common.seed import seed_everything
 from vidsgg import checkpointing
-from vidsgg.engine import load_detections, make_store, task_for
+from vidsgg.engine import load_detections, make_store
 from vidsgg.evaluation import CONSTRAINTS, KS, skipped_evaluations
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
 from vidsgg.options import MODEL_FLAGS, test_parser, validate
+from vidsgg.tasks import task_for
 
 BACKBONE_FLAGS = ("backbone_depth", "backbone_weights", "image_size", "max_size")
 TEST_TIME_FLAGS = ("pred_contact_threshold", "mem_feat_lambda")

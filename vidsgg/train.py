@@ -37,11 +37,12 @@ from vidsgg import checkpointing
 from vidsgg.checkpointing import ResumeError
 from vidsgg.data.action_genome import collate_videos
 from vidsgg.data.curriculum import Curriculum
-from vidsgg.engine import (first_good_entry, load_detections, make_store, memory_pass, planned_steps, task_for,
+from vidsgg.engine import (first_good_entry, load_detections, make_store, memory_pass, planned_steps,
                            trainable_names, video_loss)
 from vidsgg.evaluation import skipped_evaluations
 from vidsgg.models.build import build_model, word_table
 from vidsgg.options import parse_train_args
+from vidsgg.tasks import task_for
 
 
 def run_folder(args, resumed: Path | None = None) -> Path:
@@ -140,8 +141,7 @@ def train(args: argparse.Namespace, info) -> dict:
     model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args), train_set).to(device)
     logger.info("Model %s (%s): %d trainable parameters", args.model, args.mode,
                 sum(p.numel() for p in model.parameters() if p.requires_grad))
-    groups = (model.parameter_groups(args.lr) if hasattr(model, "parameter_groups")
-              else [{"params": [p for p in model.parameters() if p.requires_grad]}])
+    groups = model.parameter_groups(args.lr)
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
 
     def videos_per_rank(epoch: int) -> int:
@@ -212,8 +212,7 @@ def train(args: argparse.Namespace, info) -> dict:
         for epoch in range(start_epoch, args.epochs):
             if args.max_steps and step >= args.max_steps:
                 break
-            if hasattr(model, "start_epoch"):  # e.g. SceneLLM keeps its LoRA adapters frozen for some epochs
-                model.start_epoch(epoch)
+            model.start_epoch(epoch)  # e.g. SceneLLM keeps its LoRA adapters frozen for some epochs
             if info.distributed and trainable_names(model) != wrapped_for:  # DDP hooks the trainable set once
                 ddp_model, wrapped_for = DDP(model), trainable_names(model)
             sampler, loader = epoch_loader(epoch)
@@ -287,7 +286,7 @@ def train(args: argparse.Namespace, info) -> dict:
             logger.info("Epoch %d/%d - Loss: %.4f - LR: %.3g - Time: %.0fs", epoch + 1, args.epochs, epoch_loss,
                         optimizer.param_groups[0]["lr"], time.time() - epoch_start)
             metrics.update({"train/loss": epoch_loss, "epoch": epoch + 1})
-            if hasattr(model, "set_memory"):  # TEMPURA: prototypes from this epoch's embeddings
+            if model.has_memory:  # TEMPURA: prototypes from this epoch's embeddings
                 memory_pass(model, train_set, store, args.mode, device, info.rank, info.world_size, detections)
 
             if (epoch + 1) % args.eval_freq == 0 or epoch + 1 == args.epochs:

@@ -179,8 +179,9 @@ def test_ddp_two_processes(data, tmp_path):
     assert json.loads((save / "metrics.json").read_text())["val/with/frames"] > 0
     first = ckpt(save / "checkpoint_epoch_1.tar")["model"]
     weights = state["model"]
-    assert bool(weights["obj_memory.ready"]) and bool(weights["rel_memory.contacting.ready"])
-    assert not torch.equal(weights["rel_memory.spatial.query.weight"], first["rel_memory.spatial.query.weight"])
+    assert bool(weights["obj_memory.ready"]) and bool(weights["rel_memory.ready"])
+    key = "rel_memory.attention.spatial.in_proj_weight"
+    assert not torch.equal(weights[key], first[key])
 
 
 def test_sgdet_with_a_detections_file(data, tmp_path):

@@ -44,6 +44,15 @@ def _extract_resnet_state(state: dict, path: Path) -> dict:
     return state
 
 
+def union_features(feature_maps: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor,
+                   pairs: torch.Tensor) -> torch.Tensor:
+    """RoIAlign 7×7 at 1/16 of each pair's union box: feature_maps (T,C3,h,w), boxes (N,4) xyxy in resized px,
+    image_index (N,), pairs (P,2) -> (P, C3, 7, 7)."""
+    unions = union_boxes(boxes[pairs[:, 0]], boxes[pairs[:, 1]])
+    union_rois = torch.cat([image_index[pairs[:, 0]][:, None].to(boxes.dtype), unions], dim=1)
+    return roi_align(feature_maps, union_rois, output_size=7, spatial_scale=1 / 16, sampling_ratio=0, aligned=False)
+
+
 class FeatureExtractor(nn.Module):
     """Frozen backbone. `forward(images, boxes, image_index, pairs)`:
     images (T,3,H,W) float in [0,1] after resizing; boxes (N,4) xyxy in resized px; image_index (N,) frame of
@@ -113,8 +122,4 @@ class FeatureExtractor(nn.Module):
         rois = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)
         pooled = roi_align(feature_maps, rois, output_size=7, spatial_scale=1 / 16, sampling_ratio=0, aligned=False)
         object_features = self.head(pooled).mean(dim=(2, 3))
-        unions = union_boxes(boxes[pairs[:, 0]], boxes[pairs[:, 1]])
-        union_rois = torch.cat([image_index[pairs[:, 0]][:, None].to(boxes.dtype), unions], dim=1)
-        union_features = roi_align(feature_maps, union_rois, output_size=7, spatial_scale=1 / 16,
-                                   sampling_ratio=0, aligned=False)
-        return object_features, union_features
+        return object_features, union_features(feature_maps, boxes, image_index, pairs)
