@@ -41,11 +41,15 @@ class SkippedSample:
 def read_image(path: str | os.PathLike, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """RGB uint8 image (H, W, 3), optionally resized to `size` (int = square, or (H, W)).
 
-    Raises BadSampleError naming the file when it is missing or cannot be decoded.
+    Raises BadSampleError naming the file when it is missing, cannot be decoded, or is a truncated JPEG/PNG
+    (OpenCV decodes those partially, prints a libjpeg warning and returns the image with a grey or garbled end).
     """
     path = str(path)
     if not os.path.isfile(path):
         raise BadSampleError(f"Image file not found: {path}")
+    problem = truncation(path)  # before decoding: OpenCV would decode the part that is there
+    if problem:
+        raise BadSampleError(f"Truncated image ({problem}): {path}")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise BadSampleError(f"Could not decode image (corrupt or not an image?): {path}")
@@ -56,6 +60,77 @@ def read_image(path: str | os.PathLike, size: int | tuple[int, int] | None = Non
             shrinking = height * width < image.shape[0] * image.shape[1]
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return image
+
+
+_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+_PNG_SIGNATURE, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_TAIL_BYTES = 64
+
+
+def truncation(path: str | os.PathLike) -> str | None:
+    """Why a JPEG or PNG file is incomplete ("no end-of-image marker", ...), or None when it is complete or of
+    another format. Fast path: only the last bytes are read when the file ends as it should."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read()
+        if head.startswith(_JPEG_SOI):
+            if tail.rstrip(b"\x00").endswith(_JPEG_EOI):  # zero padding after the end marker is common
+                return None
+            handle.seek(0)
+            return _jpeg_truncation(handle.read())
+        if head.startswith(_PNG_SIGNATURE):
+            if _PNG_IEND in tail:
+                return None
+            handle.seek(0)
+            return None if _PNG_IEND in handle.read() else "no IEND chunk"  # data may follow IEND
+    return None
+
+
+def _jpeg_truncation(data: bytes) -> str | None:
+    """Walk the JPEG's segments (skipping APPn segments, so an EXIF thumbnail's end marker does not count) and its
+    entropy-coded scans up to the end-of-image marker; bytes after that marker are allowed."""
+    pos = 2
+    while pos + 2 <= len(data):
+        if data[pos] != 0xFF:
+            return f"bad marker at byte {pos}"
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            return None
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            break
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data until the next marker that is not FF00 or RSTn
+            while True:
+                pos = data.find(b"\xff", pos)
+                if pos < 0 or pos + 1 >= len(data):
+                    return "no end-of-image marker (the file ends inside the image data)"
+                following = data[pos + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                    pos += 1 if following == 0xFF else 2
+                    continue
+                break
+    return "no end-of-image marker"
+
+
+def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike, allow_outside: bool = False,
+                   what: str = "path") -> Path:
+    """`root / relative`, refused (BadSampleError naming `what` and both paths) when it leaves `root` through
+    `..` or an absolute path, unless `allow_outside`. The check is on the path's text, so symbolic links inside
+    the data root (a folder of frames linked from another disk) still work."""
+    root_text = os.path.normpath(os.path.abspath(root))
+    joined = os.path.normpath(os.path.join(root_text, os.fspath(relative)))
+    if not allow_outside and os.path.commonpath([root_text, joined]) != root_text:
+        raise BadSampleError(f"{what} {os.fspath(relative)!r} points outside the data folder {root_text} "
+                             f"(to {joined}); data files must lie inside it")
+    return Path(joined)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

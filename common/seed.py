@@ -26,7 +26,11 @@ def worker_init_fn(worker_id: int) -> None:
 
 
 def loader_generator(seed: int) -> torch.Generator:
-    """A torch.Generator for DataLoader(generator=...): fixes shuffling and the worker seeds."""
+    """A torch.Generator for DataLoader(generator=...): fixes shuffling and the worker seeds, and keeps the loader
+    off the global torch RNG. Without it, every `iter(loader)` draws the workers' base seed (and a RandomSampler
+    its permutation) from the global RNG, which a resumed run has just restored and dropout then uses: the resumed
+    run diverges. Give every DataLoader one (seeded per rank if the ranks should differ); reseed it per epoch
+    (`generator.manual_seed(seed + epoch)`) when the worker seeds must repeat after a resume."""
     generator = torch.Generator()
     generator.manual_seed(int(seed))
     return generator

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=8 stereo/scripts/train.py --config ... --workspace ... --checkpoint latest
 
 Writes into WORKSPACE: config.json (resolved), log.txt, tensorboard/, checkpoint/ (see stereo.train.utils),
-vis/{step:08d}.png, metrics.json (validation metrics, with the mean-disparity baseline), mlruns/ (MLflow).
+vis/{step:08d}.png, metrics.json (validation metrics, with the mean-disparity baseline), mlflow.db (MLflow).
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def start_mlflow(enabled: bool, workspace: str, params: dict):
     except ImportError as exc:
         raise RuntimeError("--enable_mlflow true needs the mlflow package (pip install mlflow), or pass "
                            "--enable_mlflow false; TensorBoard logging is always on.") from exc
-    mlflow.set_tracking_uri("file:" + os.path.abspath(os.path.join(workspace, "mlruns")))
+    # mlflow >= 3.7 refuses the plain file store; a SQLite file in the workspace is its local default.
+    mlflow.set_tracking_uri("sqlite:///" + os.path.abspath(os.path.join(workspace, "mlflow.db")))
     mlflow.start_run()
     mlflow.log_params(params)
     return mlflow

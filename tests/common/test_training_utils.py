@@ -14,7 +14,7 @@ from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
 from common.sampler import ResumableSampler
 from common.sched import build_scheduler
-from common.seed import sample_rng, seed_everything
+from common.seed import loader_generator, sample_rng, seed_everything
 
 
 def test_precision_parsing_and_scaler_only_for_fp16():
@@ -74,6 +74,17 @@ def test_seed_and_sample_rng_are_reproducible():
     assert torch.equal(a, torch.rand(3))
     assert sample_rng(1, 2, 3).random() == sample_rng(1, 2, 3).random()
     assert sample_rng(1, 2, 3).random() != sample_rng(1, 3, 3).random()
+
+
+def test_loader_generator_keeps_dataloaders_off_the_global_rng():
+    torch.manual_seed(0)
+    untouched = torch.rand(3)
+    loader = torch.utils.data.DataLoader(list(range(10)), batch_size=4, shuffle=True, generator=loader_generator(1))
+    torch.manual_seed(0)
+    first = [b.tolist() for b in loader]
+    assert torch.equal(torch.rand(3), untouched)  # iterating drew nothing from the global RNG
+    again = torch.utils.data.DataLoader(list(range(10)), batch_size=4, shuffle=True, generator=loader_generator(1))
+    assert [b.tolist() for b in again] == first and sorted(sum(first, [])) == list(range(10))
 
 
 def test_resumable_sampler_skips_exactly_the_seen_part_of_an_epoch():

@@ -67,13 +67,18 @@ def main():
     guard = NonFiniteGuard(max_consecutive=5, logger=logger)
     step, epoch, batches_done = 0, 0, 0
 
+    if info.is_main:
+        checkpoint.check_fresh_run_folder(args.run_dir, resuming=checkpoint.parse_resume_spec(args.resume)[0] != "fresh")
+        checkpoint.remove_stale_temp_files(ckpt_dir)
     path, state = checkpoint.resolve_resume(args.resume, ckpt_dir)
     if state is not None:
+        checkpoint.check_resume_config(state["config"], vars(args), exact_keys=["batch_size", "seed"],
+                                       ignore=["resume", "steps", "die_at_step", "signal_at_step", "dump_dir"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         guard.load_state_dict(state["guard"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
-        checkpoint.set_rng_state(state["rng"][info.rank])
+        checkpoint.restore_rng_states(state["rng"])
         logger.info("Resumed from %s at step %d", path, step)
     if info.distributed and info.device.type == "cuda":
         # Synchronised BatchNorm statistics; SyncBatchNorm is CUDA-only, and on CPU DDP instead broadcasts
@@ -82,16 +87,13 @@ def main():
     ddp_model = DDP(model) if info.distributed else model
 
     def save():
-        rng_all = [checkpoint.rng_state()]
-        if info.distributed:
-            rng_all = [None] * info.world_size
-            torch.distributed.all_gather_object(rng_all, checkpoint.rng_state())
+        rng_all = checkpoint.gather_rng_states()  # a collective: every rank takes part
         if info.is_main:
-            checkpoint.save(os.path.join(ckpt_dir, f"step_{step:06d}.pt"), {
+            path = checkpoint.save(os.path.join(ckpt_dir, f"step_{step:06d}.pt"), {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "guard": guard.state_dict(),
                 "step": step, "epoch": epoch, "batches_done": batches_done, "rng": rng_all,
                 "config": vars(args)})
-            checkpoint.prune(ckpt_dir, keep_last=3)
+            checkpoint.prune(ckpt_dir, keep_last=3, keep=[path])
         dist.barrier()
 
     with PreemptionHandler() as preemption:

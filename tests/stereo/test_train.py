@@ -118,4 +118,4 @@ def test_mlflow_flag(tmp_path, config):
             _run(config, tmp_path / "m", "--num_iterations", 1, "--enable_mlflow", "true")
     else:
         _run(config, tmp_path / "m", "--num_iterations", 1, "--enable_mlflow", "true")
-        assert (tmp_path / "m" / "mlruns").is_dir()
+        assert (tmp_path / "m" / "mlflow.db").is_file()
