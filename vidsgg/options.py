@@ -287,9 +287,10 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
 
 
 def _validate_tempura(args: argparse.Namespace, parser: argparse.ArgumentParser, notices: list[str]) -> None:
-    if not args.tracking and args.temporal_window is not None:
-        # The guide's TEMPURA "advanced" command gives -temporal_window without tracking (m3sgg documents the flag
-        # but never defines it): the temporal context the model has is the decoder's sliding window.
+    if args.mode == "predcls" and args.temporal_window is not None:
+        # The guide's TEMPURA "advanced" command gives -temporal_window in predcls, where the reference has no
+        # tracking (m3sgg documents the flag but never defines it): the temporal context the model has there is
+        # the decoder's sliding window. In sgcls/sgdet the flag keeps its tracking meaning.
         if args.window not in (None, args.temporal_window):
             parser.error(f"-temporal_window {args.temporal_window} without -tracking True is the temporal decoder's "
                          f"window, which -window {args.window} also sets: give one of them")
