@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from common.log import setup_logger, write_metrics
 from common.seed import seed_everything
 from vidsgg import checkpointing
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     output = Path(args.output or Path(args.model_path).parent)
     logger = setup_logger(output, name="test", filename="test_log.txt", packages=("vidsgg",))
     seed_everything(args.seed)
-    device = "cpu" if args.device is None else args.device
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # as train.py
 
     task = task_for(args.dataset)
     dataset = task.dataset(args.data_path, "test", args.mode, args.datasize, allow_outside_data=args.allow_outside_data)

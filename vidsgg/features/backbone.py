@@ -32,10 +32,30 @@ def channels(depth: int) -> tuple[int, int]:
     return (256, 512) if depth in (18, 34) else (1024, 2048)
 
 
+# jwyang/faster-rcnn.pytorch (STTran's faster_rcnn_ag.pth, {'model': ...}): RCNN_base = Sequential(conv1, bn1, relu,
+# maxpool, layer1, layer2, layer3), RCNN_top = Sequential(layer4). Its RPN, RoI heads and box/class layers
+# (RCNN_rpn.*, RCNN_cls_score.*, RCNN_bbox_pred.*) are not used here: SGDET boxes come from train_detector.py, and
+# RCNN_cls_score is read by vidsgg.models.reference.import_reference (SGCLS's class distribution).
+_JWYANG_BASE = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3"}
+
+
+def _from_jwyang_faster_rcnn(state: dict) -> dict:
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "RCNN_base" and parts[1] in _JWYANG_BASE:
+            renamed[".".join([_JWYANG_BASE[parts[1]], *parts[2:]])] = value
+        elif parts[0] == "RCNN_top" and parts[1] == "0":
+            renamed[".".join(["layer4", *parts[2:]])] = value
+    return renamed
+
+
 def _extract_resnet_state(state: dict, path: Path) -> dict:
     for wrapper in ("model", "state_dict"):
         if wrapper in state and isinstance(state[wrapper], dict):
             state = state[wrapper]
+    if any(k.startswith("RCNN_base.") for k in state):
+        state = _from_jwyang_faster_rcnn(state)
     prefix = "backbone.body."  # torchvision detection checkpoints (our train_detector.py writes these)
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
