@@ -22,6 +22,7 @@ from vidsgg import checkpointing
 from vidsgg.engine import load_detections, make_store
 from vidsgg.evaluation import CONSTRAINTS, KS, skipped_evaluations
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
+from vidsgg.models.reference import ReferenceWeightsError, import_reference, is_reference_checkpoint
 from vidsgg.options import MODEL_FLAGS, test_parser, validate
 from vidsgg.tasks import task_for
 
@@ -34,7 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if bool(args.model_path) == bool(args.random_init):
         parser.error("give exactly one of -model_path CKPT or -random_init True")
-    state = checkpointing.with_model_config(checkpointing.load(args.model_path)) if args.model_path else None
+    state = checkpointing.load(args.model_path) if args.model_path else None
+    released = None  # a released reference checkpoint ({'state_dict': ...} in STTran's/TEMPURA's/STKET's names)
+    if state is not None and is_reference_checkpoint(state):
+        if args.model is None or args.mode is None:
+            parser.error(f"{args.model_path} is a released reference checkpoint (no config): give -model and -mode")
+        released, state = state, None
+    state = checkpointing.with_model_config(state) if state is not None else None
     if state is not None:  # the model and dataset are the checkpoint's
         trained = state["config"]
         for flag, value in (("model", state["model_name"]), ("dataset", trained.get("dataset", "action_genome"))):
@@ -54,12 +61,21 @@ def main(argv: list[str] | None = None) -> dict:
     task = task_for(args.dataset)
     dataset = task.dataset(args.data_path, "test", args.mode, args.datasize, allow_outside_data=args.allow_outside_data)
     store = make_store(args, device)
-    if args.random_init:
+    if args.random_init or released is not None:
         # STKET's priors come from the training annotations (computed once when the prior file is missing).
         train_set = (task.dataset(args.data_path, "train", args.mode, args.datasize,
                                   allow_outside_data=args.allow_outside_data) if args.model == "stket" else None)
         model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args), train_set)
-        logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
+        if released is None:
+            logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
+        else:
+            detector = (checkpointing.load(args.backbone_weights).get("model") if args.backbone_weights else None)
+            try:
+                import_reference(released["state_dict"], model, args.model, detector=detector,
+                                 rel_memory=released.get("rel_memory"), object_memory=released.get("object_memory"))
+            except ReferenceWeightsError as exc:
+                parser.error(f"{args.model_path}: {exc}")
+            logger.info("Evaluating the released %s weights %s (%s).", args.model, args.model_path, args.mode)
     else:
         mismatch = [f"-{k} {getattr(args, k)} (trained with {trained.get(k)})" for k in BACKBONE_FLAGS
                     if trained.get(k) != getattr(args, k)]

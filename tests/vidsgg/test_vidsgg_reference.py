@@ -167,3 +167,22 @@ def test_unknown_and_missing_keys_are_listed():
     with pytest.raises(ReferenceWeightsError) as error:
         convert_reference(state, model, "sttran", detector=detector)
     assert "glocal_transformer.extra.weight" in str(error.value) and "pair_features.union_fc.bias" in str(error.value)
+
+
+def test_test_script_reads_a_released_checkpoint_and_lists_bad_keys(train_data, tmp_path, capsys):
+    """`test.py -model_path predcls.tar -model sttran -mode predcls` on a released {'state_dict'} file goes through
+    import_reference: a file whose keys do not fit is refused with the file and the keys named."""
+    from vidsgg import test as test_script
+    tiny = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
+            "-hidden_dim", "32", "-temporal_layer", "1", "-num_heads", "4", "-union_dim", "16"]
+    released = tmp_path / "predcls.tar"
+    torch.save({"state_dict": {"not_a_reference_key.weight": torch.zeros(2)}}, released)
+    common = ["-data_path", str(train_data), "-cache_dir", str(train_data / "cache"), "-model_path", str(released),
+              "-output", str(tmp_path / "out"), *tiny]
+    with pytest.raises(SystemExit):
+        test_script.main(common)
+    assert "is a released reference checkpoint (no config): give -model and -mode" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        test_script.main([*common, "-model", "sttran", "-mode", "predcls"])
+    err = capsys.readouterr().err
+    assert f"{released}:" in err and "not_a_reference_key.weight" in err and "are not in the file" in err
