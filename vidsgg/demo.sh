@@ -11,7 +11,7 @@ if [[ -x "$ROOT/.venv/bin/python" ]]; then PY="${PYTHON:-$ROOT/.venv/bin/python}
 mkdir -p "$OUT"
 TINY=(-backbone_depth 18 -image_size 40 -max_size 56 -proj_dim 16 -embed_dim 8 -hidden_dim 32 -num_heads 4
       -union_dim 16 -bn_momentum 0.1 -cache_dir "$OUT/feature_cache")
-TRAIN=(-epochs 10 -lr 3e-3 -scheduler cosine -eval_freq 10 -seed 1)
+TRAIN=(-epochs 10 -lr 3e-3 -scheduler cosine -warmup_steps 0 -eval_freq 10 -seed 1)  # no warm-up: 10 short epochs
 
 "$PY" -m vidsgg.synth --out "$OUT/data" --videos 40 --width 64 --height 48 --seed 7
 
@@ -38,7 +38,7 @@ train_and_test stket "${STKET[@]}" -bce_loss "${TRAIN[@]}"
 random_baseline stket "${STKET[@]}"
 SCENELLM=(-model scenellm -temporal_layer 1 -latent_dim 16 -codebook_size 32 -ot_step 8)
 "$PY" "$ROOT/vidsgg/train.py" -mode predcls -data_path "$OUT/data" -save_path "$OUT/scenellm_vqvae" "${TINY[@]}" \
-    "${SCENELLM[@]}" -scenellm_stage vqvae -vqvae_epochs 2 -lr 3e-3 -eval_freq 5 -seed 1
+    "${SCENELLM[@]}" -scenellm_stage vqvae -vqvae_epochs 2 -lr 3e-3 -warmup_steps 0 -eval_freq 5 -seed 1
 train_and_test scenellm "${SCENELLM[@]}" -scenellm_stage stage1 -resume_from "$OUT/scenellm_vqvae/checkpoint_final.tar" \
     "${TRAIN[@]}"
 random_baseline scenellm "${SCENELLM[@]}" -scenellm_stage stage1
@@ -50,7 +50,7 @@ random_baseline scenellm "${SCENELLM[@]}" -scenellm_stage stage1
 "$PY" -m vidsgg.easg.synth --out "$OUT/easg_data" --clips 12 --seed 2
 EASG=(-dataset easg -mode easgcls -data_path "$OUT/easg_data" "${TINY[@]}" -cache_dir "$OUT/easg_feature_cache")
 "$PY" "$ROOT/vidsgg/train.py" "${EASG[@]}" -temporal_layer 1 -save_path "$OUT/easg_sttran" -epochs 6 -lr 3e-3 \
-    -scheduler cosine -eval_freq 6 -seed 1 -resume_from "$OUT/sttran/checkpoint_final.tar"
+    -scheduler cosine -warmup_steps 0 -eval_freq 6 -seed 1 -resume_from "$OUT/sttran/checkpoint_final.tar"
 "$PY" "$ROOT/vidsgg/test.py" "${EASG[@]}" -model_path "$OUT/easg_sttran/checkpoint_final.tar" \
     -output "$OUT/easg_sttran/test_trained"
 "$PY" "$ROOT/vidsgg/test.py" "${EASG[@]}" -temporal_layer 1 -model sttran -random_init True -seed 1 \
