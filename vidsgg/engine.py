@@ -1,10 +1,10 @@
 """The pieces of a training/evaluation step shared by train.py, test.py and bench.py: feature store set-up,
-turning a dataset sample into a model-ready entry, the loss of one video, and evaluation over a split."""
+turning an Action Genome sample into a model-ready entry, the loss of one video, and evaluation over a split
+(vidsgg/tasks.py picks these or EASG's per -dataset)."""
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -12,12 +12,10 @@ import torch
 
 from common import dist
 from common.data import BadSampleError
-from vidsgg.data.action_genome import ActionGenome
 from vidsgg.data.entries import build_entry
 from vidsgg.evaluation import CONSTRAINTS, SceneGraphEvaluator
 from vidsgg.features.backbone import FeatureExtractor
 from vidsgg.features.cache import FeatureStore
-from vidsgg.models.losses import relation_losses
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,7 @@ def prepare_entry(sample: dict, mode: str, store: FeatureStore, device: torch.de
 def video_loss(model: torch.nn.Module, entry: dict, bce: bool) -> tuple[torch.Tensor, dict]:
     """Summed loss of one video and its named parts (detached floats for logging)."""
     pred = model(entry)
-    bare = dist.unwrap(model)
-    losses = bare.compute_losses(pred, entry, bce) if hasattr(bare, "compute_losses") else relation_losses(pred, entry, bce)
+    losses = dist.unwrap(model).compute_losses(pred, entry, bce)
     return sum(losses.values()), {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -131,24 +128,10 @@ def memory_pass(model: torch.nn.Module, dataset, store: FeatureStore, mode: str,
     model.train(was_training)
 
 
-@dataclass(frozen=True)
-class Task:
-    """What differs between datasets: the dataset class (root, split, mode, datasize), sample -> entry, evaluation."""
-    dataset: type
-    prepare_entry: Callable
-    evaluate: Callable
-
-
-def task_for(dataset: str) -> Task:
-    if dataset == "easg":
-        from vidsgg.easg import task as easg
-        return Task(easg.Dataset, easg.prepare_entry, easg.evaluate)
-    return Task(ActionGenome, prepare_entry, evaluate)
-
-
-def first_good_entry(task: Task, dataset, mode: str, store: FeatureStore, device: torch.device,
+def first_good_entry(task, dataset, mode: str, store: FeatureStore, device: torch.device,
                      detections: dict | None) -> dict:
-    """A stand-in for a bad video when no good one was seen yet in this run (weight 0, keeps DDP in step)."""
+    """A stand-in for a bad video when no good one was seen yet in this run (weight 0, keeps DDP in step).
+    `task`: a vidsgg.tasks.Task."""
     for index in range(len(dataset)):
         try:
             return task.prepare_entry(dataset[index], mode, store, device, True, detections)

@@ -38,7 +38,7 @@ KS = (10, 20, 50, 100)
 CONSTRAINTS = ("with", "semi", "no")
 MEAN_RECALL_VARIANTS = ("per_predicate", "per_frame")
 _SPATIAL0, _CONTACT0 = NUM_ATTENTION, NUM_ATTENTION + NUM_SPATIAL
-_GT_CACHE: list = []  # [gt_annotation object, its length, its triplets]
+RELATION_FIELDS = ("attention_relationship", "spatial_relationship", "contacting_relationship")
 
 
 def _numpy(value) -> np.ndarray:
@@ -69,6 +69,51 @@ def box_iou_plus1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter)
 
 
+def ground_truth_triplets(gt_annotation: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GT triplets of one video: (G,4) int [frame, sub_cls, obj_cls, predicate], (G,8) float [sub box, obj box]
+    and the GT count per frame (T,). Build them once per video and pass them to every constraint's evaluator
+    (`evaluate_video`): nothing is cached between calls, so a GT edited in place is always read afresh."""
+    rows, boxes = [], []
+    for frame, frame_gt in enumerate(gt_annotation):
+        person = _flat_list(frame_gt[0]["person_bbox"])[:4]
+        for obj in frame_gt[1:]:
+            cls = int(obj["class"])
+            obj_box = _flat_list(obj["bbox"])
+            person_obj, obj_person = person + obj_box, obj_box + person
+            for p in _flat_list(obj["attention_relationship"]):
+                rows.append((frame, 1, cls, p))
+                boxes.append(person_obj)
+            for p in _flat_list(obj["spatial_relationship"]):
+                rows.append((frame, cls, 1, p + _SPATIAL0))
+                boxes.append(obj_person)
+            for p in _flat_list(obj["contacting_relationship"]):
+                rows.append((frame, 1, cls, p + _CONTACT0))
+                boxes.append(person_obj)
+    triplets = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    counts = np.bincount(triplets[:, 0], minlength=len(gt_annotation))
+    return triplets, np.asarray(boxes, dtype=np.float64).reshape(-1, 8), counts
+
+
+def frames_with_relations(gt_annotation: list) -> int:
+    """How many frames of a video the evaluator scores (those with at least one GT relation)."""
+    return sum(any(len(obj[field]) for obj in frame[1:] for field in RELATION_FIELDS) for frame in gt_annotation)
+
+
+def skipped_evaluations(dataset, results: dict, max_videos: int = 0) -> dict:
+    """What the evaluation over `dataset` (its first `max_videos` items when > 0) did not score because videos
+    were unreadable and skipped: {"frames_skipped", "frames_expected"} (Action Genome; "graphs_*" for EASG)."""
+    unit, expected = dataset.evaluation_units(max_videos)
+    evaluated = int(results.get(f"with/{unit}", results.get(unit, 0)))
+    return {f"{unit}_skipped": expected - evaluated, f"{unit}_expected": expected}
+
+
+def evaluate_video(evaluators, gt_annotation: list, pred: dict) -> None:
+    """Score one video under several evaluators (e.g. the three constraints), building its GT triplets once."""
+    gt = ground_truth_triplets(gt_annotation)
+    for evaluator in evaluators:
+        evaluator.evaluate_scene_graph(gt_annotation, pred, gt)
+
+
 class SceneGraphEvaluator:
     """Accumulates recall over videos; call `evaluate_scene_graph` per video and `summary()` at the end."""
 
@@ -91,36 +136,6 @@ class SceneGraphEvaluator:
         self.predicate_hits = {k: np.zeros(NUM_PREDICATES) for k in KS}
         self.predicate_counts = np.zeros(NUM_PREDICATES)
         self.predicate_frame_recall = {k: np.zeros(NUM_PREDICATES) for k in KS}
-
-    # ----------------------------------------------------------------------------------------- ground truth
-    @staticmethod
-    def _gt_triplets(gt_annotation: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(G,4) int [frame, sub_cls, obj_cls, predicate], (G,8) float [sub box, obj box], GT count per frame.
-        The last video's triplets are kept: test.py scores each video under three constraints in a row (the GT
-        must not be modified in between, which the evaluator itself never does)."""
-        if _GT_CACHE and _GT_CACHE[0] is gt_annotation and _GT_CACHE[1] == len(gt_annotation):
-            return _GT_CACHE[2]
-        rows, boxes = [], []
-        for frame, frame_gt in enumerate(gt_annotation):
-            person = _flat_list(frame_gt[0]["person_bbox"])[:4]
-            for obj in frame_gt[1:]:
-                cls = int(obj["class"])
-                obj_box = _flat_list(obj["bbox"])
-                person_obj, obj_person = person + obj_box, obj_box + person
-                for p in _flat_list(obj["attention_relationship"]):
-                    rows.append((frame, 1, cls, p))
-                    boxes.append(person_obj)
-                for p in _flat_list(obj["spatial_relationship"]):
-                    rows.append((frame, cls, 1, p + _SPATIAL0))
-                    boxes.append(obj_person)
-                for p in _flat_list(obj["contacting_relationship"]):
-                    rows.append((frame, 1, cls, p + _CONTACT0))
-                    boxes.append(person_obj)
-        triplets = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
-        counts = np.bincount(triplets[:, 0], minlength=len(gt_annotation))
-        result = (triplets, np.asarray(boxes, dtype=np.float64).reshape(-1, 8), counts)
-        _GT_CACHE[:] = [gt_annotation, len(gt_annotation), result]
-        return result
 
     # ------------------------------------------------------------------------------------------ predictions
     def _candidates(self, pred: dict) -> tuple[np.ndarray, ...]:
@@ -161,9 +176,10 @@ class SceneGraphEvaluator:
         return frame, labels[sub], labels[obj], predicate, score, boxes[sub, 1:5], boxes[obj, 1:5]
 
     # -------------------------------------------------------------------------------------------- matching
-    def evaluate_scene_graph(self, gt_annotation: list, pred: dict) -> dict:
-        """Score one video; returns this video's per-frame recalls {K: (T,) array} and adds them to the totals."""
-        gt, gt_boxes, gt_counts = self._gt_triplets(gt_annotation)
+    def evaluate_scene_graph(self, gt_annotation: list, pred: dict, gt_triplets: tuple | None = None) -> dict:
+        """Score one video; returns this video's per-frame recalls {K: (T,) array} and adds them to the totals.
+        `gt_triplets`: `ground_truth_triplets(gt_annotation)` when the caller already built them."""
+        gt, gt_boxes, gt_counts = gt_triplets if gt_triplets is not None else ground_truth_triplets(gt_annotation)
         frame, sub_cls, obj_cls, predicate, score, sub_box, obj_box = self._candidates(pred)
 
         # Rank within each frame by descending score (stable), cut to top-k for the no-constraint setting.

@@ -4,6 +4,9 @@ errors naming them."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 
 MODELS = ("sttran", "tempura", "stket", "scenellm")
 # Flags that belong to one model: given with another -model they are an error (default None = not given).
@@ -11,18 +14,22 @@ MODEL_FLAGS = {
     "tempura": ("num_mixtures", "mem_feat_lambda", "mem_feat_selection", "mem_fusion", "rel_mem_weight_type",
                 "tracking", "obj_con_loss", "lambda_con", "uncertainty_threshold", "gmm_regularization",
                 "temporal_window", "rel_loss_weighting", "obj_loss_weighting", "rel_head", "obj_head",
-                "rel_mem_compute", "obj_mem_compute"),
+                "rel_mem_compute", "obj_mem_compute", "mlm"),
     "stket": ("enc_layer_num", "dec_layer_num", "N_layer", "window_size", "pred_contact_threshold",
               "use_spatial_prior", "spatial_prior_loss", "use_temporal_prior", "temporal_prior_loss", "prior_path"),
     "scenellm": ("latent_dim", "codebook_size", "commitment_cost", "llm_name", "lora_r", "lora_alpha",
                  "lora_dropout", "ot_step", "vqvae_epochs", "stage1_iterations", "stage2_iterations", "alpha_obj",
                  "alpha_rel", "scenellm_stage", "llm_lr", "freeze_llm_epochs"),
 }
-TRACKING_FLAGS = ("obj_con_loss", "lambda_con", "temporal_window")
+TRACKING_FLAGS = ("temporal_window",)
+OBJECT_CLASSIFIER_FLAGS = ("obj_head", "obj_mem_compute", "tracking", "obj_con_loss", "lambda_con")  # sgcls/sgdet
 GMM_ONLY_FLAGS = ("num_mixtures", "gmm_regularization", "rel_loss_weighting", "rel_mem_weight_type",
                   "uncertainty_threshold")
 MODES = ("predcls", "sgcls", "sgdet")
+APEX_LEVELS = ("O0", "O1", "O2", "O3")
+LLM_FLAGS = ("llm_lr", "freeze_llm_epochs")  # they mean LoRA fine-tuning: SceneLLM's stage2
 EASG_MODES = ("easgcls", "sgcls", "edgecls")  # -dataset easg: verb + objects + edges / objects + edges / edges
+EASG_ANNOTATION_FILE = "EASG_unict_master_final.json"  # its presence under -data_path marks the EASG layout
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -49,7 +56,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="Action Genome: predcls (default; GT boxes+labels), sgcls (GT boxes), sgdet; EASG: easgcls, sgcls, "
              "edgecls; test.py: the checkpoint's unless given")
     add("-model", choices=MODELS, default=None, help="the relation model (sttran; test.py: the checkpoint's)")
-    add("-data_path", default="data/action_genome", help="Action Genome root (annotations/, frames/)")
+    add("-data_path", default="data/action_genome",
+        help="dataset root: Action Genome (annotations/, frames/) or EASG (EASG_unict_master_final.json: read as "
+             "-dataset easg)")
     add("-datasize", choices=("mini", "small", "large"), default="large",
         help="mini: first 80,000 frames; small: first 200 videos by name; large: everything")
     add("-dataset", type=str.lower, choices=("action_genome", "easg"), default=None,
@@ -65,7 +74,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-union_dim", type=int, default=256, help="channels of the union-box / spatial-mask branch")
     add("-bn_momentum", type=float, default=0.01, help="BatchNorm momentum of the spatial-mask CNN (short runs: 0.1)")
     add("-num_heads", type=int, default=8)
-    add("-window", type=int, default=2, help="temporal sliding window in frames")
+    add("-window", type=int, default=None, help="temporal sliding window in frames (2)")
     add("-word_vectors", default=None, help="glove:PATH for a GloVe text file; default: learned embeddings")
     add("-backbone_depth", type=int, default=101, help="torchvision ResNet depth (18, 34, 50, 101, 152)")
     add("-backbone_weights", default=None, help="local ResNet or train_detector.py checkpoint; default random init")
@@ -74,8 +83,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-cache_dir", default=None, help="feature cache folder (default <data_path>/feature_cache; 'none' = off)")
     add("-detections", default=None, help="SGDET detections file (.pt) from vidsgg/train_detector.py")
     add("-mean_recall", choices=("per_predicate", "per_frame"), default="per_predicate")
-    add("-use_amp", type=str2bool, default=False, help="bf16 autocast")
+    add("-use_amp", type=str2bool, default=False, help="mixed precision: torch.amp autocast in bf16")
+    add("-opt_level", choices=APEX_LEVELS, default=None,
+        help="apex's names, accepted as the guide writes them: O1 = -use_amp True (torch.amp autocast); O0 = fp32")
     add("-strict_data", type=str2bool, default=False, help="raise on an unreadable frame instead of skipping the video")
+    add("-allow_outside_data", type=str2bool, default=False,
+        help="allow annotation keys that point outside -data_path ('../', absolute paths)")
+    # torch.distributed.launch (the guide's launcher) passes --local-rank=N; the rank is read from LOCAL_RANK.
+    add("--local-rank", "--local_rank", dest="local_rank", type=int, default=None, help=argparse.SUPPRESS)
     add("-max_eval_videos", type=int, default=0, help="evaluate on at most this many test videos (0 = all)")
     tempura = parser.add_argument_group("TEMPURA (-model tempura only)")
     add = tempura.add_argument
@@ -84,24 +99,30 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("-mem_feat_selection", choices=("manual", "automated"), default=None, help="fixed λ or a learned gate")
     add("-mem_fusion", choices=("early", "late"), default=None, help="memory mixed before / after the transformer")
     add("-rel_mem_weight_type", choices=("simple", "al", "ep", "both"), default=None,
-        help="prototype weights: none, 1/(1+aleatoric), 1/(1+epistemic), both")
-    add("-tracking", type=str2bool, default=None, help="object tracking transformer + consistency loss")
-    add("-obj_con_loss", choices=("euc_con", "info_nce"), default=None, help="consistency loss (needs -tracking)")
+        help="prototype weights: none, exp(aleatoric), exp(epistemic), exp(both), normalised per class")
+    add("-tracking", type=str2bool, default=None,
+        help="object tracking transformer over the object classifier's inputs (sgcls/sgdet)")
+    add("-obj_con_loss", choices=("none", "euc_con", "info_nce"), default=None,
+        help="object consistency loss on the object features (sgcls/sgdet; none)")
     add("-lambda_con", type=float, default=None, help="weight of the consistency loss (1.0)")
     add("-uncertainty_threshold", type=float, default=None,
         help="pairs with mean aleatoric uncertainty above this are left out of the memory (0 = off)")
     add("-gmm_regularization", type=float, default=None, help="weight of the mean mixture variance in the loss (0)")
-    add("-temporal_window", type=int, default=None, help="frames a tracked object attends to, |Δt| < window (4)")
+    add("-temporal_window", type=int, default=None,
+        help="with -tracking True: frames a tracked object attends to, |Δt| < window (0 = the whole video, as the "
+             "reference); without (the guide's predcls command): the temporal decoder's sliding window (= -window)")
     add("-rel_loss_weighting", choices=("none", "al", "ep"), default=None,
-        help="weight each pair's relation loss by 1/(1+aleatoric|epistemic uncertainty)")
+        help="weight each pair's relation loss by 1 + softmax over the video of its aleatoric|epistemic uncertainty")
     add("-obj_loss_weighting", choices=("none", "al", "ep"), default=None,
-        help="weight each object's classification loss by 1/(1+uncertainty) (needs -obj_head gmm)")
+        help="weight each object's classification loss the same way (needs -obj_head gmm)")
     add("-rel_head", choices=("gmm", "linear"), default=None, help="relation heads: mixture of Gaussians (gmm)")
     add("-obj_head", choices=("linear", "gmm"), default=None, help="object classifier head (sgcls/sgdet; linear)")
-    add("-rel_mem_compute", choices=("joint", "seperate", "separate"), default=None,
-        help="one memory over the 26 predicates (joint) or one per category, attended separately")
+    add("-rel_mem_compute", choices=("joint", "seperate", "separate", "none"), default=None,
+        help="one attention over the 26 predicate prototypes (joint), one per category averaged (seperate), or none")
     add("-obj_mem_compute", type=str2bool, nargs="?", const=True, default=None,
         help="object-class prototypes attended by the object features (sgcls/sgdet)")
+    add("-mlm", type=str2bool, nargs="?", const=True, default=None,
+        help="multi-label margin loss for spatial/contacting instead of TEMPURA's default BCE")
     stket = parser.add_argument_group("STKET (-model stket only)")
     add = stket.add_argument
     add("-enc_layer_num", type=int, default=None, help="spatial encoder layers (2)")
@@ -120,7 +141,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     scenellm = parser.add_argument_group("SceneLLM (-model scenellm only)")
     add = scenellm.add_argument
     add("-scenellm_stage", "-scenellm_training_stage", choices=("vqvae", "stage1", "stage2"), default=None,
-        help="vqvae: the VQ-VAE alone; stage1: scene tokens + predictor (LLM frozen); stage2: + LoRA (vqvae)")
+        help="vqvae: the VQ-VAE alone; stage1: scene tokens + predictor (LLM frozen); stage2: + LoRA. Not given: "
+             "train.py runs vqvae, then stage1 (stage2 when -llm_lr or -freeze_llm_epochs is given)")
     add("-latent_dim", type=int, default=None, help="VQ-VAE latent / scene-token width (m3sgg's -embed_dim; 512)")
     add("-codebook_size", type=int, default=None, help="VQ-VAE codebook entries (512)")
     add("-commitment_cost", type=float, default=None, help="VQ-VAE commitment weight (0.25)")
@@ -143,22 +165,31 @@ def train_parser() -> argparse.ArgumentParser:
     parser = StrictParser(prog="vidsgg/train.py", allow_abbrev=False, description="Train a VidSGG model.")
     _common(parser)
     add = parser.add_argument
-    add("-lr", type=float, default=1e-5)
+    # Defaults of the training guide's parameter tables (STTran's own: -lr 1e-5 -epochs 10 -weight_decay 0.01
+    # -warmup_steps 0 -scheduler plateau -save_freq 1 -eval_freq 1; see the README).
+    add("-lr", type=float, default=1e-4, help="AdamW learning rate (STTran: 1e-5)")
     add("-batch_size", type=int, default=1, help="videos per step (per process)")
-    add("-epochs", type=int, default=None, help="epochs (10; SceneLLM's vqvae stage: -vqvae_epochs)")
-    add("-save_path", default=None, help="run folder (default output/<dataset>/<model>_<mode>_<timestamp>)")
-    add("-weight_decay", type=float, default=0.01, help="AdamW weight decay")
+    add("-epochs", type=int, default=None, help="epochs (100; SceneLLM's vqvae stage: -vqvae_epochs)")
+    add("-save_path", default=None, help="run folder (default output/<dataset>/<model>_<mode>_<timestamp>; when "
+        "resuming a checkpoint file exactly: its folder)")
+    add("-weight_decay", type=float, default=1e-5, help="AdamW weight decay (STTran: 0.01)")
     add("-clip_grad", type=float, default=5.0, help="max gradient norm (0 = no clipping)")
-    add("-warmup_steps", type=int, default=0, help="linear lr warmup over this many optimizer steps")
-    add("-scheduler", choices=("step", "cosine", "plateau"), default="plateau",
-        help="step: ×0.1 every third of training; cosine: to 0 at the end; plateau: ×0.5 when val R@20 stalls")
-    add("-save_freq", type=int, default=1, help="write checkpoint_epoch_N.tar every N epochs")
-    add("-keep_last", type=int, default=3, help="keep the newest N epoch checkpoints (0 = all)")
-    add("-eval_freq", type=int, default=1, help="evaluate every N epochs (and after the last)")
+    add("-warmup_steps", type=int, default=1000, help="linear lr warmup over this many optimizer steps (STTran: 0)")
+    add("-scheduler", choices=("step", "cosine", "plateau"), default="step",
+        help="step: ×0.1 every third of training; cosine: to 0 at the end; plateau (STTran's): ×0.5 when val R@20 "
+             "stalls")
+    add("-save_freq", type=int, default=10, help="write checkpoint_epoch_N.tar every N epochs (STTran: 1)")
+    add("-keep_last", type=int, default=3, help="keep the newest N epoch and step checkpoints (0 = all)")
+    add("-save_every_steps", type=int, default=0,
+        help="also write a resumable checkpoint_step_N.tar every N optimizer steps (0 = only at epoch ends)")
+    add("-eval_freq", type=int, default=5, help="evaluate every N epochs, and after the last (STTran: 1)")
     add("-accumulate_grad_batches", type=int, default=1)
     add("-resume_from", default=None,
-        help="checkpoint to resume exactly ('latest' = newest in -save_path); a checkpoint of another mode "
-             "loads its compatible weights only (progressive training, e.g. predcls -> sgcls)")
+        help="'latest' (the newest valid checkpoint in -save_path) or a checkpoint file: same model, mode and "
+             "dataset = exact resume; another mode or dataset = its compatible weights only (progressive training, "
+             "e.g. predcls -> sgcls, Action Genome -> EASG)")
+    add("-allow_config_change", type=str2bool, default=False,
+        help="resume exactly although flags that change the training maths (lr, batch size, ...) differ")
     add("-early_stopping_patience", type=int, default=0, help="stop after N evaluations without improvement (0 = off)")
     add("-early_stopping_min_delta", type=float, default=0.0, help="improvement of val R@20 (fraction) that counts")
     add("-bce_loss", type=str2bool, nargs="?", const=True, default=False,
@@ -177,6 +208,8 @@ def train_parser() -> argparse.ArgumentParser:
 def test_parser() -> argparse.ArgumentParser:
     parser = StrictParser(prog="vidsgg/test.py", allow_abbrev=False, description="Evaluate a VidSGG model.")
     _common(parser)
+    # A test over part of the split is not the split's number: an unreadable video is an error unless asked.
+    parser.set_defaults(strict_data=True)
     parser.add_argument("-model_path", default=None, help="checkpoint to evaluate")
     parser.add_argument("-random_init", type=str2bool, default=False,
                         help="evaluate the untrained model (the random-weight baseline) instead of -model_path")
@@ -185,56 +218,37 @@ def test_parser() -> argparse.ArgumentParser:
 
 
 def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Cross-flag checks (errors name the flags) and the defaults that depend on other flags."""
+    """Cross-flag checks (errors name the flags) and the defaults that depend on other flags. What was read
+    differently from the letter of the flags (a guide spelling mapped onto ours) is listed in `args.notices`."""
+    notices: list[str] = []
+    training = hasattr(args, "epochs")
     args.model = args.model or "sttran"
-    args.dataset = args.dataset or "action_genome"
+    if args.dataset is None:
+        easg_layout = (Path(args.data_path) / EASG_ANNOTATION_FILE).is_file()
+        args.dataset = "easg" if easg_layout else "action_genome"
+        if easg_layout:
+            notices.append(f"-data_path {args.data_path} holds the EASG layout ({EASG_ANNOTATION_FILE}): "
+                           "read as -dataset easg")
+    if args.dataset == "easg" and args.mode == "predcls":
+        args.mode = "edgecls"
+        notices.append("-mode predcls on EASG is -mode edgecls (GT verb and objects given, the edges predicted)")
     args.mode = args.mode or ("easgcls" if args.dataset == "easg" else "predcls")
     for model, flags in MODEL_FLAGS.items():
         given = [f"-{f}" for f in flags if getattr(args, f) is not None]
         if given and args.model != model:
             parser.error(f"{', '.join(given)} only apply to -model {model} (got -model {args.model})")
-    if args.model == "tempura" and not args.tracking:
-        given = [f"-{f}" for f in TRACKING_FLAGS if getattr(args, f) is not None]
-        if given:
-            parser.error(f"{', '.join(given)} need -tracking True")
-    if args.model == "tempura" and args.obj_loss_weighting not in (None, "none") and args.obj_head != "gmm":
-        parser.error("-obj_loss_weighting needs -obj_head gmm (the linear head has no uncertainty)")
-    if args.model == "tempura" and args.rel_head == "linear":
-        flags = GMM_ONLY_FLAGS[2:] if args.obj_head == "gmm" else GMM_ONLY_FLAGS  # K, σ² also shape the object head
-        given = [f"-{f}" for f in flags if getattr(args, f) not in (None, "none", "simple")]
-        if given:
-            parser.error(f"{', '.join(given)} need the GMM relation heads (-rel_head gmm)")
-    if args.model == "tempura" and args.rel_mem_compute in ("seperate", "separate") and args.mem_fusion == "early":
-        parser.error("-rel_mem_compute seperate needs -mem_fusion late (each category's memory feeds its own head)")
-    if args.model == "tempura" and args.mode == "predcls" and (args.obj_head or args.obj_mem_compute):
-        parser.error("-obj_head / -obj_mem_compute apply to sgcls and sgdet (predcls uses the GT labels)")
+    if args.model == "tempura":
+        _validate_tempura(args, parser, notices)
     if args.model == "stket":
-        given = [f"-{f}" for f in ("spatial_layer", "temporal_layer") if getattr(args, f) is not None]
-        if given:
-            parser.error(f"{', '.join(given)} do not apply to -model stket: use -enc_layer_num / -dec_layer_num")
-        for loss, use in (("spatial_prior_loss", "use_spatial_prior"), ("temporal_prior_loss", "use_temporal_prior")):
-            if getattr(args, loss) and not getattr(args, use):
-                parser.error(f"-{loss} needs -{use} (the loss trains the heads on that prior)")
-        if args.prior_path is not None and not (args.use_spatial_prior or args.use_temporal_prior):
-            parser.error("-prior_path applies with -use_spatial_prior or -use_temporal_prior only")
-        if args.pred_contact_threshold is not None and not args.use_temporal_prior:
-            parser.error("-pred_contact_threshold selects the temporal prior: it needs -use_temporal_prior")
-        if args.pred_contact_threshold is not None and not 0 <= args.pred_contact_threshold <= 1:
-            parser.error(f"-pred_contact_threshold must be in [0, 1], got {args.pred_contact_threshold}")
-    if args.model == "scenellm" and args.scenellm_stage is None:
-        args.scenellm_stage = "vqvae"
+        _validate_stket(args, parser)
+    args.scenellm_stages = None
+    if args.model == "scenellm":
+        _validate_scenellm_stage(args, parser, training, notices)
     args.spatial_layer = 1 if args.spatial_layer is None else args.spatial_layer
     args.temporal_layer = 3 if args.temporal_layer is None else args.temporal_layer
+    args.window = 2 if args.window is None else args.window
     _validate_training_length(args, parser)
-    positive = ["spatial_layer", "temporal_layer", "hidden_dim", "proj_dim", "embed_dim", "num_heads", "window",
-                "union_dim"]
-    positive += [k for k in ("batch_size", "epochs", "save_freq", "eval_freq", "accumulate_grad_batches")
-                 if hasattr(args, k)]
-    positive += [k for k in ("enc_layer_num", "dec_layer_num", "N_layer", "window_size", "latent_dim",
-                             "codebook_size", "lora_r", "ot_step", "vqvae_epochs") if getattr(args, k) is not None]
-    for name in positive:
-        if getattr(args, name) < 1:
-            parser.error(f"-{name} must be ≥ 1, got {getattr(args, name)}")
+    _validate_numbers(args, parser)
     if (3 * args.proj_dim + 2 * args.embed_dim) % args.num_heads:
         parser.error(f"-num_heads {args.num_heads} must divide the pair width 3·proj_dim + 2·embed_dim "
                      f"= {3 * args.proj_dim + 2 * args.embed_dim}")
@@ -251,25 +265,132 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
         parser.error(f"-mode {args.mode} is an EASG mode: add -dataset easg (Action Genome: {'|'.join(MODES)})")
     if args.mode == "sgdet" and not args.detections:
         parser.error("-mode sgdet needs -detections FILE (write one with vidsgg/train_detector.py)")
-    if args.model == "scenellm" and args.scenellm_stage != "stage2":
-        given = [f"-{f}" for f in ("llm_lr", "freeze_llm_epochs", "stage2_iterations") if getattr(args, f) is not None]
-        if given:
-            parser.error(f"{', '.join(given)} apply to -scenellm_stage stage2 only")
+    if args.opt_level is not None:
+        if args.opt_level in ("O2", "O3"):
+            parser.error(f"-opt_level {args.opt_level} (apex's fp16 weights) is not available: torch.amp autocast "
+                         "replaces apex here; use -use_amp True -opt_level O1 (or -use_amp True alone)")
+        if args.opt_level == "O0" and args.use_amp:
+            parser.error("-opt_level O0 is fp32 (no mixed precision): drop -use_amp True, or use -opt_level O1")
+        if args.opt_level == "O1" and not args.use_amp:
+            notices.append("-opt_level O1 is mixed precision: -use_amp True (torch.amp autocast, bf16)")
+        args.use_amp = args.opt_level == "O1"
+    if args.local_rank is not None and int(os.environ.get("LOCAL_RANK", args.local_rank)) != args.local_rank:
+        parser.error(f"--local-rank {args.local_rank} differs from the launcher's LOCAL_RANK "
+                     f"{os.environ['LOCAL_RANK']}")
+    if training and (int(os.environ.get("WORLD_SIZE", "1")) > 1) != args.distributed:
+        parser.error("-distributed True needs a torchrun launch with several processes" if args.distributed else
+                     "launched with several processes: pass -distributed True")
+    if training and str(args.resume_from).lower() in ("latest", "auto", "last") and not args.save_path:
+        parser.error(f"-resume_from {args.resume_from} needs -save_path RUN (the folder of the run to continue)")
+    args.notices = notices
     return args
 
 
+def _validate_tempura(args: argparse.Namespace, parser: argparse.ArgumentParser, notices: list[str]) -> None:
+    if args.mode == "predcls" and args.temporal_window is not None:
+        # The guide's TEMPURA "advanced" command gives -temporal_window in predcls, where the reference has no
+        # tracking (m3sgg documents the flag but never defines it): the temporal context the model has there is
+        # the decoder's sliding window. In sgcls/sgdet the flag keeps its tracking meaning.
+        if args.window not in (None, args.temporal_window):
+            parser.error(f"-temporal_window {args.temporal_window} without -tracking True is the temporal decoder's "
+                         f"window, which -window {args.window} also sets: give one of them")
+        args.window, args.temporal_window = args.temporal_window, None
+        notices.append(f"-temporal_window {args.window} without -tracking True: the temporal decoder's sliding "
+                       f"window (-window {args.window})")
+    if not args.tracking:
+        given = [f"-{f}" for f in TRACKING_FLAGS if getattr(args, f) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} need -tracking True")
+    if args.obj_loss_weighting not in (None, "none") and args.obj_head != "gmm":
+        parser.error("-obj_loss_weighting needs -obj_head gmm (the linear head has no uncertainty)")
+    if args.rel_head == "linear":
+        flags = GMM_ONLY_FLAGS[2:] if args.obj_head == "gmm" else GMM_ONLY_FLAGS  # K, σ² also shape the object head
+        given = [f"-{f}" for f in flags if getattr(args, f) not in (None, "none", "simple")]
+        if given:
+            parser.error(f"{', '.join(given)} need the GMM relation heads (-rel_head gmm)")
+    if args.mode == "predcls":
+        given = [f"-{f}" for f in OBJECT_CLASSIFIER_FLAGS if getattr(args, f) not in (None, False, "none")]
+        if given:
+            parser.error(f"{', '.join(given)} apply to sgcls and sgdet (the object classifier; predcls uses the "
+                         "GT labels)")
+
+
+def _validate_stket(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    given = [f"-{f}" for f in ("spatial_layer", "temporal_layer") if getattr(args, f) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} do not apply to -model stket: use -enc_layer_num / -dec_layer_num")
+    for loss, use in (("spatial_prior_loss", "use_spatial_prior"), ("temporal_prior_loss", "use_temporal_prior")):
+        if getattr(args, loss) and not getattr(args, use):
+            parser.error(f"-{loss} needs -{use} (the loss trains the heads on that prior)")
+    if args.prior_path is not None and not (args.use_spatial_prior or args.use_temporal_prior):
+        parser.error("-prior_path applies with -use_spatial_prior or -use_temporal_prior only")
+    if args.pred_contact_threshold is not None and not args.use_temporal_prior:
+        parser.error("-pred_contact_threshold selects the temporal prior: it needs -use_temporal_prior")
+    if args.pred_contact_threshold is not None and not 0 <= args.pred_contact_threshold <= 1:
+        parser.error(f"-pred_contact_threshold must be in [0, 1], got {args.pred_contact_threshold}")
+
+
+def _validate_scenellm_stage(args: argparse.Namespace, parser: argparse.ArgumentParser, training: bool,
+                             notices: list[str]) -> None:
+    """No -scenellm_stage in train.py: the whole model is trained, vqvae then stage1, or vqvae then stage2 when
+    LoRA fine-tuning flags are given (the guide's "basic" and "with language model fine-tuning" commands)."""
+    wants_lora = [f"-{f}" for f in (*LLM_FLAGS, "stage2_iterations") if getattr(args, f) is not None]
+    if args.scenellm_stage is None and training:
+        final = "stage2" if wants_lora else "stage1"
+        args.scenellm_stages = ("vqvae", final)
+        args.scenellm_stage = final  # the model the run ends with (what summary.py and model builders see)
+        if args.resume_from is not None and str(args.resume_from).lower() not in ("latest", "auto", "last"):
+            parser.error("-resume_from FILE starts one stage from a checkpoint: add -scenellm_stage vqvae|stage1|"
+                         "stage2 (without it train.py runs the stages in turn; -resume_from latest continues them)")
+        if final == "stage1" and args.stage2_iterations is not None:
+            parser.error("-stage2_iterations applies to stage2")
+        if final == "stage2" and args.stage1_iterations is not None:
+            parser.error(f"{', '.join(wants_lora)} fine-tune the LM (stage2): -stage1_iterations does not apply; "
+                         "run the stages one by one with -scenellm_stage to cap stage1")
+        notices.append(f"no -scenellm_stage: training the VQ-VAE (-vqvae_epochs) into <save_path>/vqvae, then "
+                       f"{final} for -epochs" + (f" ({', '.join(wants_lora)}: LoRA fine-tuning)" if wants_lora else ""))
+        return
+    args.scenellm_stage = args.scenellm_stage or "vqvae"
+    if args.scenellm_stage != "stage2" and wants_lora:
+        parser.error(f"{', '.join(wants_lora)} apply to -scenellm_stage stage2 only")
+
+
+def _validate_numbers(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Numeric flags in their ranges (NaN and inf refused), checked before anything is built."""
+    at_least_one = ["spatial_layer", "temporal_layer", "hidden_dim", "proj_dim", "embed_dim", "num_heads", "window",
+                    "union_dim", "batch_size", "epochs", "save_freq", "eval_freq", "accumulate_grad_batches",
+                    "enc_layer_num", "dec_layer_num", "N_layer", "window_size", "latent_dim", "codebook_size",
+                    "lora_r", "ot_step", "vqvae_epochs", "num_mixtures", "temporal_window", "image_size", "max_size"]
+    # (SceneLLM's float flags are checked by its config, with one message for all of them.)
+    rules = [(name, lambda v: v >= 1, "≥ 1") for name in at_least_one] + [("lr", lambda v: v > 0, "> 0")] + [
+        (name, lambda v: v >= 0, "≥ 0") for name in (
+            "weight_decay", "clip_grad", "warmup_steps", "keep_last", "save_every_steps", "num_workers",
+            "max_eval_videos", "early_stopping_patience", "early_stopping_min_delta", "seed", "lambda_con",
+            "uncertainty_threshold", "gmm_regularization", "stage1_iterations", "stage2_iterations")] + [
+        ("bn_momentum", lambda v: 0 < v <= 1, "in (0, 1]"), ("mem_feat_lambda", lambda v: 0 <= v <= 1, "in [0, 1]")]
+    for name, ok, expected in rules:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+            parser.error(f"-{name} must be {expected}, got {value}")
+
+
 def _validate_training_length(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """-epochs (10) or, for SceneLLM's vqvae stage, -vqvae_epochs (5); stage iteration caps; curriculum."""
+    """-epochs (100) or, for SceneLLM's vqvae stage, -vqvae_epochs (5); stage iteration caps; curriculum."""
     if not hasattr(args, "epochs"):  # test.py
         return
     stage = args.scenellm_stage
-    if stage == "vqvae":
+    if args.scenellm_stages:  # vqvae then the relation stage: -vqvae_epochs and -epochs
+        args.vqvae_epochs = 5 if args.vqvae_epochs is None else args.vqvae_epochs
+        stage = args.scenellm_stages[-1]
+    elif stage == "vqvae":
         if args.epochs is not None:
             parser.error("-scenellm_stage vqvae trains for -vqvae_epochs; do not also give -epochs")
         args.epochs = 5 if args.vqvae_epochs is None else args.vqvae_epochs
-    elif args.vqvae_epochs is not None:
+    elif args.vqvae_epochs is not None and args.model == "scenellm":
         parser.error("-vqvae_epochs applies to -scenellm_stage vqvae only")
-    args.epochs = 10 if args.epochs is None else args.epochs
+    args.epochs = 100 if args.epochs is None else args.epochs
     if args.model == "scenellm" and stage != "stage1" and args.stage1_iterations is not None:
         parser.error("-stage1_iterations applies to -scenellm_stage stage1 only")
     caps = [v for v in (args.stage1_iterations, args.stage2_iterations) if v] if args.model == "scenellm" else []

@@ -6,18 +6,25 @@ constraints, as STTran's test.py does.
 
 The backbone flags must be those of training (the checkpoint records them; a mismatch is an error). Prints a
 table of R@K and mR@K and writes metrics.json ("test/with/R@20", ...) to -output (default: the checkpoint's folder).
+An unreadable test video is an error; with -strict_data False it is skipped, and the frames it held are counted
+("test/frames_skipped", in the table too); the exit status is non-zero when nothing could be evaluated.
+Checkpoints in the guide's manual format ({'epoch', 'model_state_dict', ..., 'config'}) are read too.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from common import checkpoint
+import torch
+
 from common.log import setup_logger, write_metrics
 from common.seed import seed_everything
-from vidsgg.engine import load_detections, make_store, task_for
-from vidsgg.evaluation import CONSTRAINTS, KS
+from vidsgg import checkpointing
+from vidsgg.engine import load_detections, make_store
+from vidsgg.evaluation import CONSTRAINTS, KS, skipped_evaluations
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
+from vidsgg.models.reference import ReferenceWeightsError, import_reference, is_reference_checkpoint
 from vidsgg.options import MODEL_FLAGS, test_parser, validate
+from vidsgg.tasks import task_for
 
 BACKBONE_FLAGS = ("backbone_depth", "backbone_weights", "image_size", "max_size")
 TEST_TIME_FLAGS = ("pred_contact_threshold", "mem_feat_lambda")
@@ -28,7 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if bool(args.model_path) == bool(args.random_init):
         parser.error("give exactly one of -model_path CKPT or -random_init True")
-    state = checkpoint.load(args.model_path) if args.model_path else None
+    state = checkpointing.load(args.model_path) if args.model_path else None
+    released = None  # a released reference checkpoint ({'state_dict': ...} in STTran's/TEMPURA's/STKET's names)
+    if state is not None and is_reference_checkpoint(state):
+        if args.model is None or args.mode is None:
+            parser.error(f"{args.model_path} is a released reference checkpoint (no config): give -model and -mode")
+        released, state = state, None
+    state = checkpointing.with_model_config(state) if state is not None else None
     if state is not None:  # the model and dataset are the checkpoint's
         trained = state["config"]
         for flag, value in (("model", state["model_name"]), ("dataset", trained.get("dataset", "action_genome"))):
@@ -43,16 +56,26 @@ def main(argv: list[str] | None = None) -> dict:
     output = Path(args.output or Path(args.model_path).parent)
     logger = setup_logger(output, name="test", filename="test_log.txt", packages=("vidsgg",))
     seed_everything(args.seed)
-    device = "cpu" if args.device is None else args.device
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # as train.py
 
     task = task_for(args.dataset)
-    dataset = task.dataset(args.data_path, "test", args.mode, args.datasize)
+    dataset = task.dataset(args.data_path, "test", args.mode, args.datasize, allow_outside_data=args.allow_outside_data)
     store = make_store(args, device)
-    if args.random_init:
+    if args.random_init or released is not None:
         # STKET's priors come from the training annotations (computed once when the prior file is missing).
-        train_set = task.dataset(args.data_path, "train", args.mode, args.datasize) if args.model == "stket" else None
+        train_set = (task.dataset(args.data_path, "train", args.mode, args.datasize,
+                                  allow_outside_data=args.allow_outside_data) if args.model == "stket" else None)
         model = build_model(args, store.extractor.c4, store.extractor.c3, word_table(args), train_set)
-        logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
+        if released is None:
+            logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
+        else:
+            detector = (checkpointing.load(args.backbone_weights).get("model") if args.backbone_weights else None)
+            try:
+                import_reference(released["state_dict"], model, args.model, detector=detector,
+                                 rel_memory=released.get("rel_memory"), object_memory=released.get("object_memory"))
+            except ReferenceWeightsError as exc:
+                parser.error(f"{args.model_path}: {exc}")
+            logger.info("Evaluating the released %s weights %s (%s).", args.model, args.model_path, args.mode)
     else:
         mismatch = [f"-{k} {getattr(args, k)} (trained with {trained.get(k)})" for k in BACKBONE_FLAGS
                     if trained.get(k) != getattr(args, k)]
@@ -74,20 +97,32 @@ def main(argv: list[str] | None = None) -> dict:
     results = task.evaluate(model, dataset, store, args.mode, device, args.mean_recall,
                             load_detections(args.detections), args.max_eval_videos, args.strict_data)
 
+    results.update(skipped_evaluations(dataset, results, args.max_eval_videos))
     log_table(logger, results)
     metrics = {f"test/{k}": v for k, v in results.items()}
     write_metrics(output, metrics)
+    unit = "frames" if "frames_skipped" in results else "graphs"
+    if results[f"{unit}_skipped"]:
+        logger.warning("%d of %d test %s were not evaluated (unreadable videos skipped, -strict_data False): these "
+                       "recalls are over the rest.", results[f"{unit}_skipped"], results[f"{unit}_expected"], unit)
+    if results[f"{unit}_expected"] == results[f"{unit}_skipped"]:
+        raise SystemExit(f"vidsgg/test.py: error: no test {unit} could be evaluated ({results[f'{unit}_expected']} "
+                         "expected); see the warnings above")
     return metrics
 
 
 def log_table(logger, results: dict) -> None:
-    """R@K and mR@K in percent, one row per constraint, for the Ks and constraints the evaluator reported."""
+    """R@K and mR@K in percent, one row per constraint, for the Ks and constraints the evaluator reported, and
+    how many frames (graphs) were evaluated and skipped."""
     ks = [k for k in KS if any(key.endswith(f"/R@{k}") for key in results)]
     logger.info("%-6s " + " ".join(f"R@{k:<4}" for k in ks) + "  " + " ".join(f"mR@{k:<4}" for k in ks), "")
     for constraint in [c for c in CONSTRAINTS if f"{c}/R@{ks[0]}" in results]:
         logger.info("%-6s " + " ".join(f"{100 * results.get(f'{constraint}/R@{k}', float('nan')):6.2f}" for k in ks)
                     + "  " + " ".join(f"{100 * results.get(f'{constraint}/mR@{k}', float('nan')):6.2f}" for k in ks),
                     constraint)
+    unit = "frames" if "frames_skipped" in results else "graphs"
+    logger.info("%s evaluated: %d, skipped (unreadable): %d", unit, results[f"{unit}_expected"] -
+                results[f"{unit}_skipped"], results[f"{unit}_skipped"])
 
 
 def apply_test_flags(model, given: dict, parser) -> None:

@@ -1,5 +1,6 @@
 """Action Genome loader: filtering counts, class-name fixes, errors naming file and key, datasize, synth."""
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,6 +88,13 @@ def test_filtersmall_used_for_sgcls_only(tmp_path):
     (lambda p, o: o["B.mp4/000001.png"][0].update(spatial_relationship=["inside_of"]), "inside_of"),
     (lambda p, o: o.pop("B.mp4/000003.png"), "'B.mp4/000003.png' (present in"),
     (lambda p, o: o["B.mp4/000001.png"][0].pop("metadata"), "without ['metadata']"),
+    (lambda p, o: o["B.mp4/000001.png"][0].update(bbox=(10, 10, 20)), "'bbox' must have 4 numbers, found 3"),
+    (lambda p, o: o["B.mp4/000001.png"][0].update(bbox=(10, 10, -5, 30)), "negative width or height"),
+    (lambda p, o: o["B.mp4/000001.png"][0].update(bbox=(10, float("nan"), 5, 30)), "NaN or inf"),
+    (lambda p, o: o["B.mp4/000001.png"][0].update(bbox=(10, 10, float("inf"), 30)), "NaN or inf"),
+    (lambda p, o: p["B.mp4/000001.png"].update(bbox=np.array([[0, np.nan, 50, 80]])), "NaN or inf"),
+    (lambda p, o: p["B.mp4/000001.png"].update(bbox=np.array([[60, 0, 50, 80]])), "x2 < x1"),
+    (lambda p, o: o["B.mp4/000001.png"][0].update(attention_relationship=[]), "'attention_relationship' is empty"),
 ])
 def test_broken_pickles_name_file_and_key(tmp_path, breakage, message):
     person, objects = hand_built(tmp_path)
@@ -95,6 +103,37 @@ def test_broken_pickles_name_file_and_key(tmp_path, breakage, message):
     with pytest.raises(AnnotationError, match="pkl") as info:
         ActionGenome(tmp_path, "train")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["../../outside.mp4/000000.png", "/etc/video.mp4/000000.png"])
+def test_frame_keys_outside_the_data_folder_are_refused_unless_allowed(tmp_path, key):
+    person, objects = hand_built(tmp_path)
+    for i in range(3):
+        person[key[:-10] + f"{i:06d}.png"], objects[key[:-10] + f"{i:06d}.png"] = person["B.mp4/000000.png"], \
+            objects["B.mp4/000000.png"]
+    write_ag(tmp_path, person, objects)
+    with pytest.raises(AnnotationError, match="points outside the data folder.*-allow_outside_data") as info:
+        ActionGenome(tmp_path, "train")
+    assert "person_bbox.pkl" in str(info.value) and key[:-10] in str(info.value)
+    allowed = ActionGenome(tmp_path, "train", allow_outside_data=True)
+    outside = [allowed[i] for i in range(len(allowed)) if allowed[i]["video"] == key.rsplit("/", 1)[0]]
+    assert len(outside) == 1 and outside[0]["frame_paths"][0] == str(tmp_path / "frames" / key)
+
+
+def test_a_frame_of_another_size_than_bbox_size_names_frame_and_key(synth_root, tmp_path):
+    import shutil
+    import cv2
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    dataset = ActionGenome(root, "train")
+    video = dataset.videos[1]
+    frame = root / "frames" / video["frame_keys"][2]
+    cv2.imwrite(str(frame), np.zeros((10, 12, 3), np.uint8))
+    dataset[0]  # other videos are unaffected
+    with pytest.raises(AnnotationError, match="12x10 px") as info:
+        dataset[1]
+    assert str(frame) in str(info.value) and repr(video["frame_keys"][0]) in str(info.value)
+    assert "person_bbox.pkl" in str(info.value)
 
 
 def test_missing_and_corrupt_files(tmp_path):

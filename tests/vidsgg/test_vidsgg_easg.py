@@ -99,6 +99,23 @@ def test_missing_files_and_keys_are_named(easg_root, tmp_path):
     assert (easg_root / OBJECTS_FILE).is_file()
 
 
+def test_graph_uids_that_leave_the_frames_folder_are_refused_unless_allowed(tmp_path):
+    root = tmp_path / "easg"
+    synth.write_dataset(root, clips=2, seed=1)
+    annotations = json.loads((root / ANNOTATION_FILE).read_text())
+    features = torch.load(root / FEATURES_FILE, weights_only=True)
+    clip_id, clip = next((c, v) for c, v in annotations.items() if v["split"] == "train")
+    old = clip["graphs"][0]["graph_uid"]
+    clip["graphs"][0]["graph_uid"] = "../../elsewhere"
+    features[f"../../elsewhere_{clip_id}"] = features[f"{old}_{clip_id}"]
+    (root / ANNOTATION_FILE).write_text(json.dumps(annotations))
+    torch.save(features, root / FEATURES_FILE)
+    with pytest.raises(EASGAnnotationError, match="'../../elsewhere/.*points outside the data folder"):
+        EASG(root, "train")
+    allowed = EASG(root, "train", allow_outside_data=True)
+    assert any(name.startswith("../../elsewhere/") for item in allowed.items for name in item["frame_names"])
+
+
 # ------------------------------------------------------------------------------------------------ evaluation
 def test_ranked_triplets_follow_the_reference_counts_and_order():
     objects = torch.tensor([3, 5])

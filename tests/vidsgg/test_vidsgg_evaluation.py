@@ -151,3 +151,28 @@ def test_bad_arguments():
         SceneGraphEvaluator("predcls", constraint="some")
     with pytest.raises(ValueError, match="mean_recall"):
         SceneGraphEvaluator("predcls", mean_recall="tempura2")
+
+
+def test_ground_truth_edited_in_place_is_read_again():
+    """No GT cache between calls: the same list object, edited, gives the recall of its new content."""
+    gt = one_frame_gt()
+    pred = one_frame_pred(spatial=spatial_scores({1: 0.95, 2: 0.94}), contacting=contacting_scores({5: 0.99}))
+    ev = SceneGraphEvaluator("predcls", "with")
+    first = ev.evaluate_scene_graph(gt, pred)[20]
+    gt[0][1]["spatial_relationship"] = torch.tensor([1])  # only 'beneath' now: 3 of 3 GT triplets are hit
+    second = ev.evaluate_scene_graph(gt, pred)[20]
+    np.testing.assert_allclose([first[0], second[0]], [0.75, 1.0])
+
+
+def test_evaluate_video_equals_one_call_per_constraint():
+    from vidsgg.evaluation import CONSTRAINTS, evaluate_video, frames_with_relations
+    gt = one_frame_gt() + one_frame_gt(spatial=(), contacting=())
+    gt[1][1]["attention_relationship"] = torch.tensor([], dtype=torch.long)  # frame 1 has no relation
+    pred = one_frame_pred(spatial=spatial_scores({1: 0.95}), contacting=contacting_scores({5: 0.99}))
+    pred = {k: torch.cat([v, v]) for k, v in pred.items()}
+    pred["boxes"][2:, 0], pred["im_idx"], pred["pair_idx"] = 1, torch.tensor([0, 1]), torch.tensor([[0, 1], [2, 3]])
+    together = [SceneGraphEvaluator("predcls", c) for c in CONSTRAINTS]
+    evaluate_video(together, gt, pred)
+    for constraint, evaluator in zip(CONSTRAINTS, together):
+        assert evaluator.summary() == evaluate(constraint, gt, pred)
+    assert frames_with_relations(gt) == 1 == together[0].summary()["frames"]

@@ -102,3 +102,25 @@ def test_glove_reader(tmp_path):
         parse_word_vectors("word2vec:x")
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         parse_word_vectors(f"glove:{tmp_path / 'missing.txt'}")
+
+
+def test_jwyang_faster_rcnn_checkpoint_loads_into_the_backbone(tmp_path):
+    """STTran's faster_rcnn_ag.pth layout ({'model': RCNN_base.*, RCNN_top.*, RCNN_cls_score.*}) -> our ResNet."""
+    import torchvision
+    from vidsgg.features.backbone import FeatureExtractor
+    torch.manual_seed(3)
+    resnet = torchvision.models.resnet18(weights=None)
+    index = {"conv1": "RCNN_base.0", "bn1": "RCNN_base.1", "layer1": "RCNN_base.4", "layer2": "RCNN_base.5",
+             "layer3": "RCNN_base.6", "layer4": "RCNN_top.0"}
+    state = {f"{index[k.split('.')[0]]}.{k.split('.', 1)[1]}": v for k, v in resnet.state_dict().items()
+             if not k.startswith("fc.")}
+    state["RCNN_cls_score.weight"] = torch.zeros(37, 512)
+    torch.save({"model": state}, tmp_path / "faster_rcnn_ag.pth")
+    extractor = FeatureExtractor(18, tmp_path / "faster_rcnn_ag.pth")
+    assert torch.equal(extractor.base[0].weight, resnet.conv1.weight)
+    assert torch.equal(extractor.base[6][1].conv2.weight, resnet.layer3[1].conv2.weight)
+    assert torch.equal(extractor.head[0].bn1.running_var, resnet.layer4[0].bn1.running_var)
+    del state["RCNN_base.6.0.conv1.weight"]
+    torch.save({"model": state}, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match="broken.pth: backbone weights lack"):
+        FeatureExtractor(18, tmp_path / "broken.pth")

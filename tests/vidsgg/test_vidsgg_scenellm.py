@@ -230,18 +230,20 @@ def test_flags_refused_outside_scenellm_or_their_stage(capsys):
         with pytest.raises(SystemExit):
             validate(parser.parse_args(argv), parser)
         assert message in capsys.readouterr().err
-    assert parse_train_args(["-model", "scenellm", "-vqvae_epochs", "2"]).epochs == 2
+    assert parse_train_args(["-model", "scenellm", "-scenellm_stage", "vqvae", "-vqvae_epochs", "2"]).epochs == 2
     assert parse_train_args(["-model", "scenellm", "-scenellm_stage", "stage1",
                              "-stage1_iterations", "7"]).max_steps == 7
     with pytest.raises(ValueError, match="-lora_dropout"):
         scenellm("-lora_dropout", "1.5")
 
 
-RUN = ["-model", "scenellm", *SMALL, "-eval_freq", "99", "-max_eval_videos", "2"]
+RUN = ["-model", "scenellm", *SMALL, "-eval_freq", "99", "-max_eval_videos", "2", "-warmup_steps", "0",
+       "-scheduler", "plateau"]  # a constant lr: the stage-2 groups keep -lr and -llm_lr
 
 
 def test_stage_chain_vqvae_stage1_stage2_through_train(train_data, tmp_path):
-    vq_run = run(train_data, tmp_path / "vq", *RUN, "-vqvae_epochs", "2", "-lr", "3e-3", "-ot_step", "4")
+    vq_run = run(train_data, tmp_path / "vq", *RUN, "-scenellm_stage", "vqvae", "-vqvae_epochs", "2", "-lr", "3e-3",
+                 "-ot_step", "4")
     assert vq_run["epoch"] == 2
     vq = ckpt(tmp_path / "vq" / "checkpoint_final.tar")
     assert vq["config"]["scenellm_stage"] == "vqvae" and int(vq["model"]["ot.forwards"]) == vq_run["step"]

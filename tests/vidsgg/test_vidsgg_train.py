@@ -168,7 +168,7 @@ def test_ddp_two_processes(data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(train.__file__)), "-distributed", "True", "-device", "cpu", "-data_path", str(data),
            "-save_path", str(save), "-cache_dir", str(tmp_path / "cache"), *TINY, "-epochs", "2",
-           "-eval_freq", "2", "-max_eval_videos", "2", "-mode", "sgcls", "-model", "tempura", "-obj_mem_compute",
+           "-eval_freq", "2", "-save_freq", "1", "-max_eval_videos", "2", "-mode", "sgcls", "-model", "tempura", "-obj_mem_compute",
            "-rel_mem_compute", "seperate", "-tracking", "True", "-lr", "1e-3"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -179,8 +179,9 @@ def test_ddp_two_processes(data, tmp_path):
     assert json.loads((save / "metrics.json").read_text())["val/with/frames"] > 0
     first = ckpt(save / "checkpoint_epoch_1.tar")["model"]
     weights = state["model"]
-    assert bool(weights["obj_memory.ready"]) and bool(weights["rel_memory.contacting.ready"])
-    assert not torch.equal(weights["rel_memory.spatial.query.weight"], first["rel_memory.spatial.query.weight"])
+    assert bool(weights["obj_memory.ready"]) and bool(weights["rel_memory.ready"])
+    key = "rel_memory.attention.spatial.in_proj_weight"
+    assert not torch.equal(weights[key], first[key])
 
 
 def test_sgdet_with_a_detections_file(data, tmp_path):

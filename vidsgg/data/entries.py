@@ -9,7 +9,16 @@ The "entry" of a video (STTran's name), boxes in original image pixels:
     has_gt (P,) bool; frames (T,) number of frames.
 PredCLS/SGCLS use the GT boxes. SGDET uses detections: the top-scoring person box of each frame and every
 other box above `score_threshold`; in training, detections are matched to GT at IoU ≥ 0.5 (they take the GT
-class and relations), unmatched ones are dropped and missed GT boxes are added, as the reference does.
+class and relations), unmatched ones are dropped and missed GT boxes are added (the person box too when no person
+was detected), as the reference does.
+
+Evaluation entries of SGCLS/SGDET (`training=False`) hold no ground truth beyond the boxes of SGCLS: the model
+infers the human of each frame, the labels and the pairs (vidsgg.models.objects). They carry
+    human_candidate (N,) bool: the boxes that may be the frame's human (SGCLS: every box; SGDET: the person
+        detection, or every detection of a frame without one);
+    pair_idx (P,2): the unordered candidate pairs (a < b) {human candidate, other box of its frame}, whose union
+        features the feature store computes; im_idx their frame; no relation targets (has_gt False);
+    SGCLS: labels 0 and is_person False (the GT classes and the GT person are not given).
 """
 from __future__ import annotations
 
@@ -53,13 +62,27 @@ def build_entry(gt_annotation: list, mode: str = "predcls", detections: list[dic
             spatial.append(_multi_hot(gt_obj["spatial_relationship"], NUM_SPATIAL))
             contacting.append(_multi_hot(gt_obj["contacting_relationship"], NUM_CONTACTING))
 
+    def add_candidates(frame, rows, candidates):
+        """Unordered pairs {h, m} (h < m in box order) for every candidate h and other box m of the frame."""
+        for a in rows:
+            for b in rows:
+                if a < b and (a in candidates or b in candidates):
+                    add_pair(frame, a, b, None)
+
+    evaluation = not training and mode in ("sgcls", "sgdet")
+    human_candidate: list[bool] = []
     for frame, frame_gt in enumerate(gt_annotation):
         person_gt = np.asarray(frame_gt[0]["person_bbox"], dtype=np.float32).reshape(-1, 4)[0]
         objects = frame_gt[1:]
-        if mode in ("predcls", "sgcls"):
+        if mode == "predcls" or (mode == "sgcls" and training):
             human = add_box(frame, person_gt, 1, 1.0, True)
             for obj in objects:
                 add_pair(frame, human, add_box(frame, obj["bbox"], obj["class"], 1.0, False), obj)
+            continue
+        if mode == "sgcls":  # evaluation: the boxes only
+            rows = [add_box(frame, box, 0, 1.0, False) for box in [person_gt] + [o["bbox"] for o in objects]]
+            human_candidate += [True] * len(rows)
+            add_candidates(frame, rows, set(rows))
             continue
         if detections is None:
             raise ValueError("SGDET needs detections (from vidsgg/train_detector.py or -detections FILE)")
@@ -68,37 +91,44 @@ def build_entry(gt_annotation: list, mode: str = "predcls", detections: list[dic
         det_labels = torch.as_tensor(det["labels"], dtype=torch.long).reshape(-1)
         det_scores = torch.as_tensor(det["scores"], dtype=torch.float32).reshape(-1)
         person_rows = torch.nonzero(det_labels == 1).flatten()
-        if len(person_rows):
-            best = person_rows[det_scores[person_rows].argmax()]
-            person_box, person_score = det_boxes[best], float(det_scores[best])
-        else:
-            person_box, person_score = torch.from_numpy(person_gt), 1.0  # no person detected: GT person box
         keep = (det_labels != 1) & (det_scores >= score_threshold)
         obj_boxes, obj_labels, obj_scores = det_boxes[keep], det_labels[keep], det_scores[keep]
-        human = add_box(frame, person_box, 1, person_score, True)
-        if training:
-            gt_boxes = torch.tensor(np.stack([o["bbox"] for o in objects]), dtype=torch.float32)
-            matched = torch.zeros(len(objects), dtype=torch.bool)
-            if len(obj_boxes):
-                iou = box_iou(obj_boxes, gt_boxes)
-                best_iou, best_gt = iou.max(1)
-                for d in torch.nonzero(best_iou >= match_iou).flatten().tolist():
-                    g = int(best_gt[d])
-                    add_pair(frame, human, add_box(frame, obj_boxes[d], objects[g]["class"], obj_scores[d], False),
-                             objects[g])
-                    matched[g] = True
-            for g in torch.nonzero(~matched).flatten().tolist():  # supplement the GT boxes the detector missed
-                add_pair(frame, human, add_box(frame, objects[g]["bbox"], objects[g]["class"], 1.0, False), objects[g])
-        else:
-            for d in range(len(obj_boxes)):
-                add_pair(frame, human, add_box(frame, obj_boxes[d], obj_labels[d], obj_scores[d], False), None)
+        best = person_rows[det_scores[person_rows].argmax()] if len(person_rows) else None
+        if evaluation:
+            rows = []
+            if best is not None:
+                rows.append(add_box(frame, det_boxes[best], 1, float(det_scores[best]), True))
+            rows += [add_box(frame, obj_boxes[d], obj_labels[d], obj_scores[d], False) for d in range(len(obj_boxes))]
+            candidates = set(rows[:1]) if best is not None else set(rows)
+            human_candidate += [row in candidates for row in rows]
+            add_candidates(frame, rows, candidates)
+            continue
+        if best is not None:
+            human = add_box(frame, det_boxes[best], 1, float(det_scores[best]), True)
+        else:  # training: the GT person box the detector missed is supplied, as the other missed GT boxes
+            human = add_box(frame, person_gt, 1, 1.0, True)
+        gt_boxes = torch.tensor(np.stack([o["bbox"] for o in objects]), dtype=torch.float32)
+        matched = torch.zeros(len(objects), dtype=torch.bool)
+        if len(obj_boxes):
+            iou = box_iou(obj_boxes, gt_boxes)
+            best_iou, best_gt = iou.max(1)
+            for d in torch.nonzero(best_iou >= match_iou).flatten().tolist():
+                g = int(best_gt[d])
+                add_pair(frame, human, add_box(frame, obj_boxes[d], objects[g]["class"], obj_scores[d], False),
+                         objects[g])
+                matched[g] = True
+        for g in torch.nonzero(~matched).flatten().tolist():  # supplement the GT boxes the detector missed
+            add_pair(frame, human, add_box(frame, objects[g]["bbox"], objects[g]["class"], 1.0, False), objects[g])
 
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 5),
-            "labels": torch.tensor(labels, dtype=torch.long), "scores": torch.tensor(scores),
-            "is_person": torch.tensor(is_person, dtype=torch.bool),
-            "im_idx": torch.tensor(im_idx, dtype=torch.long),
-            "pair_idx": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
-            "attention_gt": torch.tensor(attention, dtype=torch.long),
-            "spatial_gt": torch.stack(spatial) if spatial else torch.zeros(0, NUM_SPATIAL),
-            "contacting_gt": torch.stack(contacting) if contacting else torch.zeros(0, NUM_CONTACTING),
-            "has_gt": torch.tensor(has_gt, dtype=torch.bool), "frames": len(gt_annotation)}
+    entry = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 5),
+             "labels": torch.tensor(labels, dtype=torch.long), "scores": torch.tensor(scores),
+             "is_person": torch.tensor(is_person, dtype=torch.bool),
+             "im_idx": torch.tensor(im_idx, dtype=torch.long),
+             "pair_idx": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
+             "attention_gt": torch.tensor(attention, dtype=torch.long),
+             "spatial_gt": torch.stack(spatial) if spatial else torch.zeros(0, NUM_SPATIAL),
+             "contacting_gt": torch.stack(contacting) if contacting else torch.zeros(0, NUM_CONTACTING),
+             "has_gt": torch.tensor(has_gt, dtype=torch.bool), "frames": len(gt_annotation)}
+    if evaluation:
+        entry["human_candidate"] = torch.tensor(human_candidate, dtype=torch.bool)
+    return entry

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -156,12 +156,13 @@ class EASG(Dataset):
     """
 
     def __init__(self, data_path: str | Path, split: str = "train", mode: str = "easgcls", datasize: str = "large",
-                 max_item_frames: int = MAX_ITEM_FRAMES):
+                 max_item_frames: int = MAX_ITEM_FRAMES, allow_outside_data: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be 'train' or 'test' (EASG's val), got {split!r}")
         if datasize not in DATASIZES:
             raise ValueError(f"-datasize must be one of {DATASIZES}, got {datasize!r}")
         self.root, self.split, self.mode = Path(data_path), split, mode
+        self.allow_outside_data = allow_outside_data
         objects = read_objects(self.root)
         annotations = read_annotations(self.root)
         self.classes = build_vocabulary(objects, annotations)
@@ -231,8 +232,13 @@ class EASG(Dataset):
             item["graphs"].append({"graph_uid": uid, "verb": verb, "frames": []})
             item["verb_features"].append(feature)
             for frame_type, grounded in frames:
+                name = f"{uid}/{clip_id}_{frame_type}.jpg"
+                if not self.allow_outside_data and (PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts):
+                    raise EASGAnnotationError(f"{self.root / ANNOTATION_FILE}: clip {clip_id!r}, graph {uid!r}: the "
+                                              f"frame {name!r} points outside the data folder; pass "
+                                              "-allow_outside_data True if the frames really live there")
                 item["graphs"][g]["frames"].append(len(item["frame_names"]))
-                item["frame_names"].append(f"{uid}/{clip_id}_{frame_type}.jpg")
+                item["frame_names"].append(name)
                 item["frame_graph"].append(g)
                 item["gt_grounding"].append(grounded)
             self.stats["graphs"] += 1
@@ -260,6 +266,11 @@ class EASG(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def evaluation_units(self, max_videos: int = 0) -> tuple[str, int]:
+        """("graphs", how many graphs the evaluator scores in the first `max_videos` items (all when 0))."""
+        items = self.items if max_videos <= 0 else self.items[:max_videos]
+        return "graphs", sum(len(item["graphs"]) for item in items)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]

@@ -4,8 +4,8 @@ checkpoint initialises it by name and shape (`-resume_from AG_CKPT` loads the co
 Shared with vidsgg/models/sttran.py under the same attribute names: `pair_features` (PairFeatures: subject /
 object FCs, union branch, spatial-mask CNN, subject word table of the 37 AG classes, of which the camera wearer
 uses "person"), `transformer` (SpatialTemporalTransformer) and, in sgcls/easgcls, `object_classifier`
-(ObjectClassifier's box MLP and first FC). EASG-sized and new: `pair_features.object_word` (O classes),
-`object_classifier.distribution / word / classify.2` (O classes), `verb_fc` (Dv → d) and `verb_word` (V × d),
+(ObjectClassifier's box MLP and hidden layer). EASG-sized and new: `pair_features.object_word` (O classes),
+`object_classifier.distribution / word / classify` (O classes, no background), `verb_fc` (Dv → d) and `verb_word` (V × d),
 both zero-initialised and added to the pair feature so a loaded AG representation starts unchanged,
 `verb_classifier` (easgcls: Dv → 1024 → LayerNorm → ReLU → V, LayerNorm instead of the reference's BatchNorm so
 a single-graph item trains), and `edge_head` (d → E, sigmoid).
@@ -22,22 +22,17 @@ forward(entry) (vidsgg.easg.entries, with features (N,C4) and union_feat (P,C3,7
 """
 from __future__ import annotations
 
-import argparse
-import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from vidsgg.easg.dataset import read_vocabulary
 from vidsgg.easg.entries import CAMERA_WEARER_LABEL
-from vidsgg.features.word_vectors import load_glove, parse_word_vectors
+from vidsgg.models.interface import RelationModel
 from vidsgg.models.layers import SpatialTemporalTransformer
 from vidsgg.models.losses import margin_targets
-from vidsgg.models.pair_features import ObjectClassifier, PairFeatures, box_context
+from vidsgg.models.pair_features import ObjectClassifier, PairFeatures
 from vidsgg.models.sttran import STTranConfig
-
-log = logging.getLogger(__name__)
 EASG_MODES = ("easgcls", "sgcls", "edgecls")
 
 
@@ -51,19 +46,7 @@ class EASGConfig(STTranConfig):
     verb_hidden: int = 1024  # verb classifier hidden width (reference: 1024)
 
 
-class EASGObjectClassifier(ObjectClassifier):
-    """ObjectClassifier with O EASG classes: the class-count layers are replaced, the rest keeps AG's names."""
-
-    def __init__(self, feature_dim: int, embed_dim: int, num_classes: int, word_table: torch.Tensor | None = None):
-        super().__init__(feature_dim, embed_dim)
-        self.distribution = nn.Linear(feature_dim, num_classes)
-        self.word = nn.Embedding(num_classes, embed_dim)
-        if word_table is not None:
-            self.word.weight.data.copy_(word_table)
-        self.classify[2] = nn.Linear(self.classify[2].in_features, num_classes)
-
-
-class EASGSTTran(nn.Module):
+class EASGSTTran(RelationModel):
     def __init__(self, config: EASGConfig, subject_words: torch.Tensor | None = None,
                  object_words: torch.Tensor | None = None):
         """subject_words: (37, embed) AG table (GloVe) or None; object_words: (O, embed) or None (learned)."""
@@ -76,8 +59,9 @@ class EASGSTTran(nn.Module):
         self.pair_features.object_word = nn.Embedding(config.num_objects, config.embed_dim)
         if object_words is not None:
             self.pair_features.object_word.weight.data.copy_(object_words)
-        self.object_classifier = (EASGObjectClassifier(config.feature_dim, config.embed_dim, config.num_objects,
-                                                       object_words) if config.mode != "edgecls" else None)
+        self.object_classifier = (ObjectClassifier(config.feature_dim, config.embed_dim, object_words,
+                                                   config.bn_momentum, config.num_objects, background=False)
+                                  if config.mode != "edgecls" else None)
         self.verb_classifier = (nn.Sequential(nn.Linear(config.verb_dim, config.verb_hidden),
                                               nn.LayerNorm(config.verb_hidden), nn.ReLU(inplace=True),
                                               nn.Linear(config.verb_hidden, config.num_verbs))
@@ -94,9 +78,6 @@ class EASGSTTran(nn.Module):
     def from_config(cls, config: dict) -> "EASGSTTran":
         return cls(EASGConfig(**config))
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)
-
     def forward(self, entry: dict) -> dict:
         out = {k: entry[k] for k in ("boxes", "labels", "scores", "im_idx", "pair_idx", "graph_idx")}
         labels, verbs, mode = entry["labels"], entry["verb_gt"], self.config.mode
@@ -106,8 +87,7 @@ class EASGSTTran(nn.Module):
             raise ValueError(f"EASG mode {mode} needs {' and '.join(missing)}; this model was built for a mode "
                              "that is given those classes")
         if mode != "edgecls":  # a model trained in sgcls/easgcls evaluated in edgecls uses the GT classes
-            obj_logits = self.object_classifier(entry["features"],
-                                                box_context(entry["boxes"][:, 1:], entry["image_size"]))
+            obj_logits = self.object_classifier(entry["features"], entry["boxes"][:, 1:])
             predicted = torch.where(entry["is_person"], torch.full_like(labels, CAMERA_WEARER_LABEL),
                                     obj_logits.detach().argmax(1))
             out.update(obj_logits=obj_logits, pred_labels=predicted)
@@ -139,25 +119,3 @@ class EASGSTTran(nn.Module):
         if "verb_logits" in pred:
             losses["verb"] = nn.functional.cross_entropy(pred["verb_logits"], entry["verb_gt"])
         return losses
-
-
-def build_easg_model(args: argparse.Namespace, feature_dim: int, union_channels: int,
-                     words: torch.Tensor | None = None) -> EASGSTTran:
-    """The EASG model of the flags; class counts and the verb feature width come from the data at -data_path.
-    `words`: the AG (37, embed) GloVe table (subject side); with -word_vectors glove:PATH the EASG object names
-    get GloVe vectors from the same file."""
-    from vidsgg.models.build import sttran_config  # build.py imports this module lazily: no import cycle
-
-    vocabulary, verb_dim = read_vocabulary(args.data_path)
-    base = sttran_config(args, feature_dim, union_channels)
-    config = EASGConfig(**vars(base), num_objects=len(vocabulary.objects), num_verbs=len(vocabulary.verbs),
-                        num_edges=len(vocabulary.edges), verb_dim=verb_dim)
-    path = parse_word_vectors(args.word_vectors)
-    object_words = load_glove(path, vocabulary.objects, args.embed_dim) if path is not None else None
-    log.info("EASG STTran (%s): %d objects, %d verbs, %d edges, verb features %d-d", config.mode,
-             config.num_objects, config.num_verbs, config.num_edges, verb_dim)
-    return EASGSTTran(config, words, object_words)
-
-
-def easg_model_from_config(config: dict) -> EASGSTTran:
-    return EASGSTTran.from_config(config)

@@ -32,16 +32,45 @@ def channels(depth: int) -> tuple[int, int]:
     return (256, 512) if depth in (18, 34) else (1024, 2048)
 
 
+# jwyang/faster-rcnn.pytorch (STTran's faster_rcnn_ag.pth, {'model': ...}): RCNN_base = Sequential(conv1, bn1, relu,
+# maxpool, layer1, layer2, layer3), RCNN_top = Sequential(layer4). Its RPN, RoI heads and box/class layers
+# (RCNN_rpn.*, RCNN_cls_score.*, RCNN_bbox_pred.*) are not used here: SGDET boxes come from train_detector.py, and
+# RCNN_cls_score is read by vidsgg.models.reference.import_reference (SGCLS's class distribution).
+_JWYANG_BASE = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3"}
+
+
+def _from_jwyang_faster_rcnn(state: dict) -> dict:
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "RCNN_base" and parts[1] in _JWYANG_BASE:
+            renamed[".".join([_JWYANG_BASE[parts[1]], *parts[2:]])] = value
+        elif parts[0] == "RCNN_top" and parts[1] == "0":
+            renamed[".".join(["layer4", *parts[2:]])] = value
+    return renamed
+
+
 def _extract_resnet_state(state: dict, path: Path) -> dict:
     for wrapper in ("model", "state_dict"):
         if wrapper in state and isinstance(state[wrapper], dict):
             state = state[wrapper]
+    if any(k.startswith("RCNN_base.") for k in state):
+        state = _from_jwyang_faster_rcnn(state)
     prefix = "backbone.body."  # torchvision detection checkpoints (our train_detector.py writes these)
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not any(k.startswith("layer3.") for k in state):
         raise ValueError(f"{path}: no ResNet weights found (expected keys like 'layer3.0.conv1.weight')")
     return state
+
+
+def union_features(feature_maps: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor,
+                   pairs: torch.Tensor) -> torch.Tensor:
+    """RoIAlign 7×7 at 1/16 of each pair's union box: feature_maps (T,C3,h,w), boxes (N,4) xyxy in resized px,
+    image_index (N,), pairs (P,2) -> (P, C3, 7, 7)."""
+    unions = union_boxes(boxes[pairs[:, 0]], boxes[pairs[:, 1]])
+    union_rois = torch.cat([image_index[pairs[:, 0]][:, None].to(boxes.dtype), unions], dim=1)
+    return roi_align(feature_maps, union_rois, output_size=7, spatial_scale=1 / 16, sampling_ratio=0, aligned=False)
 
 
 class FeatureExtractor(nn.Module):
@@ -113,8 +142,4 @@ class FeatureExtractor(nn.Module):
         rois = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)
         pooled = roi_align(feature_maps, rois, output_size=7, spatial_scale=1 / 16, sampling_ratio=0, aligned=False)
         object_features = self.head(pooled).mean(dim=(2, 3))
-        unions = union_boxes(boxes[pairs[:, 0]], boxes[pairs[:, 1]])
-        union_rois = torch.cat([image_index[pairs[:, 0]][:, None].to(boxes.dtype), unions], dim=1)
-        union_features = roi_align(feature_maps, union_rois, output_size=7, spatial_scale=1 / 16,
-                                   sampling_ratio=0, aligned=False)
-        return object_features, union_features
+        return object_features, union_features(feature_maps, boxes, image_index, pairs)

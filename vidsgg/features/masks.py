@@ -1,8 +1,10 @@
 """The two-channel soft spatial masks of STTran (`draw_union_boxes`), vectorised.
 
 For a (subject, object) pair, both boxes are expressed in the frame of their union box, scaled to a
-`size`×`size` grid; each cell holds the fraction of it covered by the box (soft coverage, not snapped to
-integers), and 0.5 is subtracted as the reference does.
+`size`×`size` grid [low, high) per axis; cell j of an axis gets clamp(j+1−low, 0, 1)·clamp(high−j, 0, 1) (the
+product of the two overlap factors, as the reference's draw_union_boxes: equal to the covered length except in a
+cell that holds both box edges, i.e. boxes thinner than a cell), a cell the product of its two axes, and 0.5 is
+subtracted as the reference does.
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import torch
 
 
 def _coverage(low: torch.Tensor, high: torch.Tensor, size: int) -> torch.Tensor:
-    """(P,) interval ends in grid units -> (P, size) covered length of each unit cell, in [0, 1]."""
+    """(P,) interval ends in grid units -> (P, size) overlap factor of each unit cell, in [0, 1]."""
     cells = torch.arange(size, dtype=low.dtype, device=low.device)
-    return (torch.minimum(high[:, None], cells + 1) - torch.maximum(low[:, None], cells)).clamp(0.0, 1.0)
+    return (cells + 1 - low[:, None]).clamp(0.0, 1.0) * (high[:, None] - cells).clamp(0.0, 1.0)
 
 
 def spatial_masks(subject_boxes: torch.Tensor, object_boxes: torch.Tensor, size: int = 27,

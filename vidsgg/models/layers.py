@@ -8,14 +8,17 @@ from torch import nn
 
 class PostNormLayer(nn.Module):
     """Self-attention + FFN, post-LayerNorm, dropout 0.1 (STTran's encoder/decoder layer).
-    x (B, L, d), pos (B, L, d) or None (added to Q and K, not V), pad (B, L) bool, True = padding."""
+    x (B, L, d), pos (B, L, d) or None (added to Q and K, not V), pad (B, L) bool, True = padding.
+    The decoder layers (`ffn_norm=False`) have no LayerNorm after the feed-forward block: the reference's
+    TransformerDecoderLayer normalises only after the attention (its `norm3`)."""
 
-    def __init__(self, dim: int, heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.1):
+    def __init__(self, dim: int, heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.1, ffn_norm: bool = True):
         super().__init__()
         self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                  nn.Linear(ffn_dim, dim))
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim) if ffn_norm else nn.Identity()
         self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, pos: torch.Tensor | None = None,
@@ -57,7 +60,8 @@ class SpatialTemporalTransformer(nn.Module):
         super().__init__()
         self.window = window
         self.spatial = nn.ModuleList(PostNormLayer(dim, heads, ffn_dim, dropout) for _ in range(spatial_layers))
-        self.temporal = nn.ModuleList(PostNormLayer(dim, heads, ffn_dim, dropout) for _ in range(temporal_layers))
+        self.temporal = nn.ModuleList(PostNormLayer(dim, heads, ffn_dim, dropout, ffn_norm=False)
+                                      for _ in range(temporal_layers))
         self.frame_embedding = nn.Embedding(window, dim)
         nn.init.uniform_(self.frame_embedding.weight)
 

@@ -1,5 +1,5 @@
 """Losses of STTran: cross-entropy for attention, multi-label margin (or BCE) for spatial and contacting on the
-sigmoid outputs, and object cross-entropy in SGCLS/SGDET."""
+sigmoid outputs, and object cross-entropy over every box (the person included, as the reference) in SGCLS/SGDET."""
 from __future__ import annotations
 
 import torch
@@ -29,6 +29,6 @@ def relation_losses(pred: dict, entry: dict, bce: bool = False) -> dict[str, tor
         else:
             losses[name] = nn.functional.multilabel_margin_loss(probs, margin_targets(target))
     if "obj_logits" in pred:
-        objects = ~entry["is_person"] & (entry["labels"] > 0)
+        objects = entry["labels"] > 0  # SGDET: an unmatched detection (0) has no class
         losses["object"] = nn.functional.cross_entropy(pred["obj_logits"][objects], entry["labels"][objects])
     return losses

@@ -15,40 +15,64 @@ from torch import nn
 from vidsgg.data.classes import NUM_OBJECT_CLASSES
 from vidsgg.features.masks import spatial_masks
 
+OBJECT_HIDDEN = 1024  # width of the object classifier's hidden layer (reference: 1024)
+
 
 def box_context(boxes: torch.Tensor, image_wh: tuple[float, float]) -> torch.Tensor:
-    """(N,4) xyxy px -> (N,9) normalised [x1,y1,x2,y2,cx,cy,w,h,area] for the box MLP."""
+    """(N,4) xyxy px -> (N,9) normalised [x1,y1,x2,y2,cx,cy,w,h,area] (SceneLLM's box MLP input)."""
     w, h = float(image_wh[0]), float(image_wh[1])
     b = boxes / boxes.new_tensor([w, h, w, h])
     wh = (b[:, 2:] - b[:, :2]).clamp_min(0)
     return torch.cat([b, (b[:, :2] + b[:, 2:]) / 2, wh, (wh[:, 0] * wh[:, 1])[:, None]], dim=1)
 
 
+def center_size(boxes: torch.Tensor) -> torch.Tensor:
+    """(N,4) xyxy px -> (N,4) [cx, cy, w, h] with the +1-pixel widths of the reference (its box MLP input)."""
+    wh = boxes[:, 2:] - boxes[:, :2] + 1.0
+    return torch.cat([boxes[:, :2] + 0.5 * wh, wh], dim=1)
+
+
 class ObjectClassifier(nn.Module):
-    """SGCLS/SGDET object classifier: [RoI feature | class distribution × word table | box MLP (128)]
-    → FC 1024 → ReLU → 37 logits. The distribution comes from a linear head on the RoI feature (the reference
-    takes it from its detector's classifier)."""
+    """SGCLS/SGDET object classifier of STTran (`ObjectClassifier` of lib/sttran.py), in three steps:
 
-    def __init__(self, feature_dim: int, embed_dim: int, word_table: torch.Tensor | None = None):
+        inputs(features, boxes) = [RoI feature (C4) | softmax(distribution(RoI))[:, 1:] @ word (E) |
+                                   box MLP (BN → Linear 4→128 → ReLU → Dropout 0.1) of center_size(boxes) (128)]
+        hidden(x) = ReLU(BN(Linear(C4+E+128 → 1024)))
+        classify(h) = Linear(1024 → 37) logits (background, person, 35 objects)
+
+    `distribution` (RoI → 37 logits) stands in for the detector's classifier (RCNN_cls_score of the reference's
+    Faster R-CNN, which gives the class distribution the reference feeds in; `import_reference` loads it from the
+    detector's weights); the word table has the 36 classes without background, as the reference's obj_embed.
+    `num_classes`/`background` let EASG reuse the layout with its own class list (no background class)."""
+
+    def __init__(self, feature_dim: int, embed_dim: int, word_table: torch.Tensor | None = None,
+                 bn_momentum: float = 0.01, num_classes: int = NUM_OBJECT_CLASSES, background: bool = True):
         super().__init__()
-        self.distribution = nn.Linear(feature_dim, NUM_OBJECT_CLASSES)
-        self.word = nn.Embedding(NUM_OBJECT_CLASSES, embed_dim)
-        if word_table is not None:
-            self.word.weight.data.copy_(word_table)
-        self.box_mlp = nn.Sequential(nn.Linear(9, 64), nn.BatchNorm1d(64), nn.ReLU(inplace=True),
-                                     nn.Linear(64, 128), nn.ReLU(inplace=True))
-        self.classify = nn.Sequential(nn.Linear(feature_dim + embed_dim + 128, 1024), nn.ReLU(inplace=True),
-                                      nn.Linear(1024, NUM_OBJECT_CLASSES))
+        self.background = background
+        self.distribution = nn.Linear(feature_dim, num_classes)
+        self.word = nn.Embedding(num_classes - int(background), embed_dim)
+        if word_table is not None:  # (num_classes, E) rows by class index
+            self.word.weight.data.copy_(word_table[int(background):])
+        # The reference's box BatchNorm has a tenth of the mask CNN's momentum (0.01 / 10).
+        self.box_mlp = nn.Sequential(nn.BatchNorm1d(4, momentum=bn_momentum / 10), nn.Linear(4, 128),
+                                     nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.hidden = nn.Sequential(nn.Linear(feature_dim + embed_dim + 128, OBJECT_HIDDEN),
+                                    nn.BatchNorm1d(OBJECT_HIDDEN), nn.ReLU())
+        self.classify = nn.Linear(OBJECT_HIDDEN, num_classes)
 
-    def embed(self, features: torch.Tensor, box_ctx: torch.Tensor) -> torch.Tensor:
-        """features (N, C4), box_ctx (N, 9) -> the hidden object embedding (N, 1024) before the last layer."""
-        soft = torch.softmax(self.distribution(features), dim=1)
-        hidden = self.classify[0](torch.cat([features, soft @ self.word.weight, self.box_mlp(box_ctx)], dim=1))
-        return self.classify[1](hidden)
+    def class_distribution(self, features: torch.Tensor) -> torch.Tensor:
+        """features (N, C4) -> (N, classes without background) probabilities (the detector's distribution)."""
+        logits = self.distribution(features)
+        return torch.softmax(logits[:, 1:] if self.background else logits, dim=1)
 
-    def forward(self, features: torch.Tensor, box_ctx: torch.Tensor) -> torch.Tensor:
-        """features (N, C4), box_ctx (N, 9) -> logits (N, 37)."""
-        return self.classify[2](self.embed(features, box_ctx))
+    def inputs(self, features: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """features (N, C4), boxes (N, 4) xyxy px -> (N, C4 + E + 128) (the reference's obj_features)."""
+        return torch.cat([features, self.class_distribution(features) @ self.word.weight,
+                          self.box_mlp(center_size(boxes))], dim=1)
+
+    def forward(self, features: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """features (N, C4), boxes (N, 4) xyxy px -> logits (N, classes)."""
+        return self.classify(self.hidden(self.inputs(features, boxes)))
 
 
 class PairFeatures(nn.Module):

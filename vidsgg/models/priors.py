@@ -18,6 +18,7 @@ or malformed file is an error naming the file and what is wrong, and files are w
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -26,9 +27,11 @@ from pathlib import Path
 
 import torch
 
+from vidsgg.data.action_genome import ActionGenome
 from vidsgg.data.classes import (NUM_ATTENTION, NUM_CONTACTING, NUM_OBJECT_CLASSES, NUM_PREDICATES, NUM_SPATIAL,
                                  default_class_lists)
 
+log = logging.getLogger(__name__)
 MAX_GAP = 2  # frames: an object's previous state is looked up at most this far back
 
 
@@ -151,3 +154,24 @@ def read_prior_file(path: str | Path) -> dict[str, torch.Tensor]:
                 raise PriorFileError(f"{path}: class {key}: c_rel_idx {contact!r} is not in 0..{NUM_CONTACTING - 1}")
             specific[cls, contact] = _vector(row, f"class {key} specific_prior row of contact {contact}", path)
     return {"initial": initial, "specific": specific}
+
+
+def load_or_compute_priors(path: Path, train_set=None, data_path: str = "", datasize: str = "large",
+                           mode: str = "predcls") -> dict[str, torch.Tensor]:
+    """Priors from `path`; when it is missing, count them on the training set (read from `data_path` when
+    `train_set` is None), write them to `path` and log that."""
+    if path.is_file():
+        log.info("STKET priors from %s", path)
+        return read_prior_file(path)
+    if train_set is None:
+        train_set = ActionGenome(data_path, "train", mode, datasize)
+    counts = count_priors(train_set[i]["gt_annotation"] for i in range(len(train_set)))
+    try:
+        write_prior_file(path, counts)
+        # A warning: a file appears in the data folder, and a wrong path would silently get fresh priors.
+        log.warning("STKET priors: %s was missing; computed from %d training videos and written there.", path,
+                 len(train_set))
+    except OSError as exc:
+        log.warning("STKET priors: %s was missing; computed from %d training videos but could not write it (%s).",
+                    path, len(train_set), exc)
+    return {"initial": counts["initial"].float(), "specific": counts["specific"].float()}

@@ -25,23 +25,18 @@ encoder_/decoder_/spatial_prior_/temporal_prior_{attention,spatial,contacting}_d
 """
 from __future__ import annotations
 
-import argparse
 import bisect
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from vidsgg.data.classes import NUM_ATTENTION, NUM_CONTACTING, NUM_OBJECT_CLASSES, NUM_PREDICATES, NUM_SPATIAL
-from vidsgg.models.build import model_flags
 from vidsgg.models.layers import group_slots
 from vidsgg.models.losses import relation_losses
-from vidsgg.models.priors import MAX_GAP, count_priors, read_prior_file, write_prior_file
-from vidsgg.models.sttran import STTran, STTranConfig
+from vidsgg.models.priors import MAX_GAP
+from vidsgg.models.sttran import STTran, STTranConfig, empty_relations
 
-log = logging.getLogger(__name__)
 NOT_CONTACTING = 8
 CATEGORIES = ("attention", "spatial", "contacting")
 
@@ -230,12 +225,16 @@ class STKET(STTran):
 
     def forward(self, entry: dict) -> dict:
         cfg = self.config
+        objects, entry = self.classify_objects(entry)
         out = {k: entry[k] for k in ("boxes", "labels", "scores", "im_idx", "pair_idx")}
-        out.update(self.classify_objects(entry))
-        labels = out.get("pred_labels", entry["labels"])
+        out.update(objects)
+        if not len(entry["pair_idx"]):
+            return empty_relations(out, entry["boxes"].device)
+        labels = out["pred_labels"]
         im_idx = entry["im_idx"]
         classes = labels[entry["pair_idx"][:, 1]]
-        use_scores = "pred_scores" in out and not self.training  # training / predcls: every box counts as 1
+        # The reference ranks same-class boxes by their score only at SGCLS/SGDET evaluation (else all count as 1).
+        use_scores = "human_candidate" in entry
         scores = out["pred_scores"][entry["pair_idx"][:, 1]] if use_scores else torch.ones(len(classes))
         now, previous, sequence, pad = (t.to(im_idx.device) for t in object_history(
             classes.tolist(), im_idx.tolist(), scores.tolist(), cfg.window_size))
@@ -287,39 +286,3 @@ class STKET(STTran):
             for name, value in relation_losses(part, entry, bce).items():
                 losses[name if name == "object" else f"{prefix or 'ensemble_'}{name}"] = value
         return losses
-
-
-def load_or_compute_priors(path: Path, train_set=None, data_path: str = "", datasize: str = "large",
-                           mode: str = "predcls") -> dict[str, torch.Tensor]:
-    """Priors from `path`; when it is missing, count them on the training set (read from `data_path` when
-    `train_set` is None), write them to `path` and log that."""
-    if path.is_file():
-        log.info("STKET priors from %s", path)
-        return read_prior_file(path)
-    if train_set is None:
-        from vidsgg.data.action_genome import ActionGenome
-        train_set = ActionGenome(data_path, "train", mode, datasize)
-    counts = count_priors(train_set[i]["gt_annotation"] for i in range(len(train_set)))
-    try:
-        write_prior_file(path, counts)
-        # A warning: a file appears in the data folder, and a wrong path would silently get fresh priors.
-        log.warning("STKET priors: %s was missing; computed from %d training videos and written there.", path,
-                 len(train_set))
-    except OSError as exc:
-        log.warning("STKET priors: %s was missing; computed from %d training videos but could not write it (%s).",
-                    path, len(train_set), exc)
-    return {"initial": counts["initial"].float(), "specific": counts["specific"].float()}
-
-
-def build_stket(args: argparse.Namespace, base: STTranConfig, words: torch.Tensor | None = None,
-                train_set=None) -> STKET:
-    """STKET from the flags. Priors: -prior_path, else <data_path>/TrainPrior.json, computed when missing; none on
-    the meta device (zeros of the right shape) and none when no prior is used."""
-    flags = model_flags(args, "stket")
-    prior_path = flags.pop("prior_path", None)
-    config = STKETConfig(**vars(base), **flags)
-    uses_prior = config.use_spatial_prior or config.use_temporal_prior  # flag combinations: options.validate
-    if not uses_prior or torch.empty(()).device.type == "meta":
-        return STKET(config, words)
-    path = Path(prior_path) if prior_path else Path(args.data_path) / "TrainPrior.json"
-    return STKET(config, words, load_or_compute_priors(path, train_set, args.data_path, args.datasize, args.mode))

@@ -1,27 +1,31 @@
-"""TEMPURA (Nag et al., CVPR 2023) on STTran's features and transformer: mixture-of-Gaussians heads with
-uncertainties, memories of class prototypes, and object temporal consistency (parts in tempura_parts.py).
+"""TEMPURA (Nag et al., CVPR 2023) on STTran's features and transformer, as sayaknag/unbiasedSGG's lib/tempura.py
+and train.py: mixture-of-Gaussians heads with uncertainties, memories of class prototypes, and object temporal
+consistency (parts in tempura_parts.py).
 
-GMM head of a category with C classes and K components (-num_mixtures, -rel_head gmm; -obj_head gmm for the
-object classifier): μ_k = Linear(d→C), π = softmax(Linear(d→K)), σ²_k = sigmoid(Linear(d→C)). Training samples
-logits_k = μ_k + √σ²_k·ε, testing uses μ_k. Output p = Σ_k π_k·act(logits_k) (softmax for attention and objects,
-sigmoid for spatial/contacting); aleatoric = Σ_k π_k σ²_k, epistemic = Σ_k π_k (act_k − p)² (both ≥ 0, per class).
-Attention and object outputs handed on are log p (a softmax gives p back). -rel_head linear keeps STTran's heads.
+GMM heads (-rel_head gmm; -obj_head gmm for the object classifier), K components (-num_mixtures): μ_k, σ²_k
+(sigmoid), π (softmax over K); training samples μ_k + √σ²_k·ε, evaluation uses μ_k; p = Σ_k π_k act(logits_k)
+(softmax for attention and objects, sigmoid for spatial/contacting). Attention is handed on as log p (a softmax
+gives p back); the object head's evaluation output is over the 36 classes without background.
 
-Memory: after each epoch, `memory_pass` (engine.py) collects the relation embeddings of the training pairs and
-sets one prototype per predicate (weighted mean, -rel_mem_weight_type simple|al|ep|both = 1, 1/(1+aleatoric),
-1/(1+epistemic), both; pairs whose mean aleatoric uncertainty exceeds -uncertainty_threshold are left out).
--rel_mem_compute joint: one memory of the 26 predicates feeds the three heads; seperate: one memory per category
-(3, 6, 17 prototypes), each feeding its own head. The relation features attend to the prototypes (one head) and
-are mixed in with -mem_feat_lambda (manual) or a learned gate (automated); -mem_fusion early mixes into the pair
-features before the transformer, late into the decoder output. -obj_mem_compute: the same over the 37 object
-classes on the object classifier's hidden embedding (SGCLS/SGDET). Memories are buffers: saved in checkpoints.
+Relation memory (-rel_mem_compute joint|seperate; none = off): prototypes per predicate of each category (3, 6,
+17), the weighted mean of the training pairs' embeddings: the decoder output before the memory (-mem_fusion
+late) or the spatial encoder's output (early). Weights (-rel_mem_weight_type): simple = 1; al / ep / both =
+exp(u) of the pair's aleatoric / epistemic / summed uncertainty for that class, normalised over the class's
+samples (lib/Memory.py + lib/Uncertainty.py). The features attend to the prototypes (one head, nn.MultiheadAttention
+with value and output projections, no biases) and are mixed as e·x + (1−e)·mem, e = -mem_feat_lambda (manual)
+or a learned sigmoid gate (automated); late fusion mixes into the decoder output, early into the spatial
+encoder's output before the temporal decoder. joint attends over the 26 prototypes at once; seperate attends each
+category's prototypes with its own attention and averages the three results. The object memory
+(-obj_mem_compute, SGCLS/SGDET) does the same over the 36 object classes (unweighted means).
 
-Tracking (-tracking True): the objects of a video are tracked by class (Action Genome has one instance per class
-and video); a transformer layer over each track's frames, restricted to |Δframe| < -temporal_window, refines the
-RoI features, and -obj_con_loss euc_con (pull same-track features together, push other tracks in the frame
-beyond margin 1) or info_nce (temperature 0.1) weighted by -lambda_con keeps them temporally consistent.
-Loss weighting: -rel_loss_weighting / -obj_loss_weighting al|ep weight each pair's / object's loss by
-1/(1+mean uncertainty), normalised to mean 1.
+Object classifier (SGCLS/SGDET) = STTran's, with, in this order: -tracking (the 2376-d inputs of the boxes of one
+class form a sequence through a 3-layer transformer with sine positions, ObjectTracker), the object memory, the
+hidden layer, the linear or GMM head. Losses (train.py of the reference): attention NLL (GMM) / CE (linear),
+spatial and contacting BCE (-mlm: multi-label margin), each pair's loss weighted by 1 + softmax over the video's
+pairs of its summed uncertainty (-rel_loss_weighting al|ep; objects: -obj_loss_weighting, GMM head), object CE /
+NLL over every box, -obj_con_loss euc_con|info_nce on the object features after tracking and memory, weighted
+by -lambda_con. -gmm_regularization (w·mean σ²) and -uncertainty_threshold (pairs whose mean aleatoric
+uncertainty exceeds it are left out of the memory) are ours.
 """
 from __future__ import annotations
 
@@ -30,14 +34,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vidsgg.data.classes import NUM_ATTENTION, NUM_CONTACTING, NUM_OBJECT_CLASSES, NUM_PREDICATES, NUM_SPATIAL
+from vidsgg.data.classes import NUM_ATTENTION, NUM_CONTACTING, NUM_OBJECT_CLASSES, NUM_SPATIAL
 from vidsgg.models.losses import margin_targets
-from vidsgg.models.pair_features import box_context
-from vidsgg.models.sttran import STTran, STTranConfig, object_predictions
-from vidsgg.models.tempura_parts import GMMHead, ObjectTracker, PrototypeMemory, consistency_loss
+from vidsgg.models.pair_features import OBJECT_HIDDEN
+from vidsgg.models.sttran import STTran, STTranConfig, empty_relations
+from vidsgg.models.tempura_parts import (GMMHead, ObjectTracker, PrototypeMemory, euclidean_contrastive_loss,
+                                         supervised_contrastive_loss)
 
 CATEGORIES = {"attention": NUM_ATTENTION, "spatial": NUM_SPATIAL, "contacting": NUM_CONTACTING}
-OBJECT_HIDDEN = 1024  # width of the object classifier's hidden layer (pair_features.ObjectClassifier)
+OBJECT_GROUPS = {"objects": NUM_OBJECT_CLASSES - 1}  # prototypes of classes 1..36 (no background)
 
 
 @dataclass
@@ -47,55 +52,55 @@ class TempuraConfig(STTranConfig):
     mem_feat_selection: str = "manual"     # manual | automated
     mem_fusion: str = "late"               # early | late
     rel_mem_weight_type: str = "simple"    # simple | al | ep | both
-    tracking: bool = False
-    obj_con_loss: str = "euc_con"          # euc_con | info_nce
+    tracking: bool = False                 # SGCLS/SGDET
+    obj_con_loss: str = "none"             # none | euc_con | info_nce
     lambda_con: float = 1.0
     uncertainty_threshold: float = 0.0     # 0 = keep every pair in the memory
     gmm_regularization: float = 0.0        # weight of mean σ² in the loss
-    temporal_window: int = 4               # frames a tracked object attends to (|Δt| < window)
+    temporal_window: int = 0               # tracked boxes attend to boxes < window frames away (0 = all)
     rel_loss_weighting: str = "none"       # none | al | ep
     obj_loss_weighting: str = "none"       # none | al | ep (needs obj_head gmm)
     rel_head: str = "gmm"                  # gmm | linear
     obj_head: str = "linear"               # linear | gmm
-    rel_mem_compute: str = "joint"         # joint | seperate (separate)
+    rel_mem_compute: str = "joint"         # joint | seperate (separate) | none
     obj_mem_compute: bool = False
+    mlm: bool = False                      # multi-label margin instead of BCE for spatial/contacting
 
 
-def uncertainty_weight(uncertainty: torch.Tensor) -> torch.Tensor:
-    """(M,C) uncertainties -> (M,) weights 1/(1+mean), normalised to mean 1 (no gradient through them)."""
-    w = 1.0 / (1.0 + uncertainty.mean(1).detach())
-    return w / w.mean()
+def uncertainty_weights(uncertainty: torch.Tensor) -> torch.Tensor:
+    """(M,C) -> (M,) the reference's loss weights 1 + exp(Σ_c u)/Σ_M exp(Σ_c u) (no gradient through them)."""
+    return 1 + torch.softmax(uncertainty.detach().sum(1), dim=0)
 
 
 class TEMPURA(STTran):
     def __init__(self, config: TempuraConfig, word_table: torch.Tensor | None = None):
         super().__init__(config, word_table)
-        d, k = config.dim, config.num_mixtures
-        lam, selection = config.mem_feat_lambda, config.mem_feat_selection
+        d, k, selection = config.dim, config.num_mixtures, config.mem_feat_selection
         self.gmm = None
         if config.rel_head == "gmm":
             del self.attention_head, self.spatial_head, self.contacting_head
             self.gmm = nn.ModuleDict({name: GMMHead(d, size, k, softmax=name == "attention")
                                       for name, size in CATEGORIES.items()})
-        self.separate = config.rel_mem_compute in ("seperate", "separate")
-        if self.separate:
-            self.rel_memory = nn.ModuleDict({name: PrototypeMemory(size, d, selection, lam)
-                                             for name, size in CATEGORIES.items()})
-        else:
-            self.rel_memory = PrototypeMemory(NUM_PREDICATES, d, selection, lam)
-        self.obj_gmm = self.obj_memory = None
-        if self.object_classifier is not None and config.obj_head == "gmm":
-            del self.object_classifier.classify[2]
-            self.obj_gmm = GMMHead(OBJECT_HIDDEN, NUM_OBJECT_CLASSES, k, softmax=True)
-        if self.object_classifier is not None and config.obj_mem_compute:
-            self.obj_memory = PrototypeMemory(NUM_OBJECT_CLASSES, OBJECT_HIDDEN, selection, lam)
-        self.tracker = ObjectTracker(config.feature_dim, config.heads, config.temporal_window) if config.tracking else None
-
+        self.rel_memory = None
+        if config.rel_mem_compute != "none":
+            separate = config.rel_mem_compute in ("seperate", "separate")
+            self.rel_memory = PrototypeMemory(d, CATEGORIES, separate, selection)
+        self.tracker = self.obj_memory = None
+        if self.object_classifier is not None:
+            inputs = config.feature_dim + config.embed_dim + 128
+            if config.tracking:
+                self.tracker = ObjectTracker(inputs, window=config.temporal_window)
+            if config.obj_mem_compute:
+                self.obj_memory = PrototypeMemory(inputs if config.tracking else OBJECT_HIDDEN, OBJECT_GROUPS,
+                                                  selection=selection)
+            if config.obj_head == "gmm":
+                self.object_classifier.classify = GMMHead(OBJECT_HIDDEN, NUM_OBJECT_CLASSES, k, softmax=True,
+                                                          drop_first=True)
+        self.has_memory = bool(self.memories())
         self.start_epoch(0)
 
     def memories(self) -> list[PrototypeMemory]:
-        memories = list(self.rel_memory.values()) if self.separate else [self.rel_memory]
-        return memories + ([self.obj_memory] if self.obj_memory is not None else [])
+        return [m for m in (self.rel_memory, self.obj_memory) if m is not None]
 
     def start_epoch(self, epoch: int) -> None:
         """Memory attention trains from the first epoch after its prototypes exist (restored ones included)."""
@@ -106,61 +111,53 @@ class TEMPURA(STTran):
         """Every parameter, the memory projections included while still frozen (AdamW skips them until then)."""
         return [{"params": list(self.parameters()), "lr": lr}]
 
-    @classmethod
-    def from_config(cls, config: dict) -> "TEMPURA":
-        return cls(TempuraConfig(**config))
-
-    def classify_objects(self, entry: dict) -> dict:
-        """STTran's object classifier, with the object memory mixed into its hidden embedding and the GMM head
-        (log-probabilities as obj_logits, per-class uncertainties) when asked."""
-        if self.object_classifier is None or (self.obj_gmm is None and self.obj_memory is None):
-            return super().classify_objects(entry)
-        hidden = self.object_classifier.embed(entry["features"], box_context(entry["boxes"][:, 1:], entry["image_size"]))
-        out = {"obj_embedding": hidden}
-        if self.obj_memory is not None:
-            hidden = self.obj_memory(hidden)
-        if self.obj_gmm is not None:
-            probs, out["obj_aleatoric"], out["obj_epistemic"], out["obj_mean_variance"] = self.obj_gmm(hidden)
-            out["obj_logits"] = probs.clamp_min(1e-8).log()
+    def object_logits(self, entry: dict) -> dict:
+        """The object classifier with tracking, the object memory and the GMM head as configured. Returns
+        obj_logits (N,37) (GMM: log p, in training) or, GMM at evaluation, obj_distribution (N,36); the object
+        features before / after the memory (object_features / object_mem_features); GMM uncertainties."""
+        classifier, lam = self.object_classifier, self.config.mem_feat_lambda
+        x = classifier.inputs(entry["features"], entry["boxes"][:, 1:])
+        out = {}
+        if self.tracker is not None:
+            groups = classifier.class_distribution(entry["features"]).argmax(1)  # the detector's class
+            x = self.tracker(x, entry["boxes"][:, 0].long(), groups)
+            out["object_features"] = x
+            x = self.obj_memory(x, lam) if self.obj_memory is not None else x
+            out["object_mem_features"] = x
+            hidden = classifier.hidden(x)
         else:
-            out["obj_logits"] = self.object_classifier.classify[2](hidden)
-        out["pred_labels"], out["pred_scores"] = object_predictions(out["obj_logits"], entry["is_person"],
-                                                                    entry["scores"])
+            hidden = classifier.hidden(x)
+            out["object_features"] = hidden
+            hidden = self.obj_memory(hidden, lam) if self.obj_memory is not None else hidden
+            out["object_mem_features"] = hidden
+        if not isinstance(classifier.classify, GMMHead):
+            out["obj_logits"] = classifier.classify(hidden)
+            return out
+        probs, out["obj_aleatoric"], out["obj_epistemic"], out["obj_mean_variance"] = classifier.classify(hidden)
+        out["obj_logits" if self.training else "obj_distribution"] = (probs + 1e-12).log() if self.training else probs
         return out
 
-    def fuse_memory(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The relation features each head sees: one memory-fused feature (joint) or one per category."""
-        if self.separate:
-            return {name: memory(x) for name, memory in self.rel_memory.items()}
-        fused = self.rel_memory(x)
-        return {name: fused for name in CATEGORIES}
-
     def forward(self, entry: dict) -> dict:
+        objects, entry = self.classify_objects(entry)
         out = {k: entry[k] for k in ("boxes", "labels", "scores", "im_idx", "pair_idx")}
-        out.update(self.classify_objects(entry))
-        labels = out.get("pred_labels", entry["labels"])
-        if self.tracker is not None:
-            frames = entry["boxes"][:, 0].long()
-            refined = self.tracker(entry["features"], frames, labels)
-            out["tracked_features"], out["track_ids"], out["track_frames"] = refined, labels, frames
-            entry = dict(entry, features=refined)
-        pair_features = self.pair_features(entry, labels)
-        if self.config.mem_fusion == "early":  # joint memory only (options.validate)
-            out["memory_source"] = pair_features
-            _, rel = self.transformer(self.rel_memory(pair_features), entry["im_idx"])
-            per_head = {name: rel for name in CATEGORIES}
-        else:
-            _, rel = self.transformer(pair_features, entry["im_idx"])
+        out.update(objects)
+        if not len(entry["pair_idx"]):
+            return empty_relations(out, entry["boxes"].device)
+        im_idx, lam, early = entry["im_idx"], self.config.mem_feat_lambda, self.config.mem_fusion == "early"
+        spatial = self.transformer.spatial_encode(self.pair_features(entry, out["pred_labels"]), im_idx)
+        out["memory_source"] = spatial
+        if early and self.rel_memory is not None:
+            spatial = self.rel_memory(spatial, lam)
+        rel = self.transformer.temporal_decode(spatial, im_idx)
+        if not early and self.rel_memory is not None:
             out["memory_source"] = rel
-            per_head = self.fuse_memory(rel)
+            rel = self.rel_memory(rel, lam)
+        if self.gmm is None:
+            out.update(self.heads(rel))
         variances = []
-        for name in CATEGORIES:
-            if self.gmm is None:
-                out.update({k: v for k, v in self.heads(per_head[name]).items() if k.startswith(name)})
-                continue
-            probs, aleatoric, epistemic, variance = self.gmm[name](per_head[name])
-            out[f"{name}_distribution"] = probs.clamp_min(1e-8).log() if name == "attention" else probs
-            out[f"{name}_aleatoric"], out[f"{name}_epistemic"] = aleatoric, epistemic
+        for name in CATEGORIES if self.gmm is not None else ():
+            probs, out[f"{name}_aleatoric"], out[f"{name}_epistemic"], variance = self.gmm[name](rel)
+            out[f"{name}_distribution"] = (probs + 1e-12).log() if name == "attention" else probs
             variances.append(variance)
         if "obj_mean_variance" in out:
             variances.append(out["obj_mean_variance"])
@@ -169,17 +166,15 @@ class TEMPURA(STTran):
         return out
 
     def compute_losses(self, pred: dict, entry: dict, bce: bool) -> dict[str, torch.Tensor]:
-        """Attention: NLL on log p (GMM) or CE on logits (linear); spatial/contacting: BCE (or margin) on p;
-        optionally weighted per pair / object by 1/(1+uncertainty); object CE; GMM variance regulariser;
-        temporal consistency."""
-        has_gt = entry["has_gt"]
-        cfg = self.config
+        """The reference's losses (module docstring). `bce` (-bce_loss) is STTran's switch; TEMPURA uses BCE
+        unless -mlm."""
+        has_gt, cfg = entry["has_gt"], self.config
 
         def weighted(per_item, prefix, kind, mask):
             if kind == "none":
                 return per_item.mean()
-            unc = pred[f"{prefix}_{'aleatoric' if kind == 'al' else 'epistemic'}"][mask]
-            return (per_item * uncertainty_weight(unc)).mean()
+            weights = uncertainty_weights(pred[f"{prefix}_{'aleatoric' if kind == 'al' else 'epistemic'}"][mask])
+            return (per_item * (weights if per_item.dim() == 1 else weights[:, None])).mean()
 
         attention_loss = nn.functional.nll_loss if self.gmm is not None else nn.functional.cross_entropy
         per_pair = attention_loss(pred["attention_distribution"][has_gt], entry["attention_gt"][has_gt],
@@ -187,63 +182,55 @@ class TEMPURA(STTran):
         losses = {"attention": weighted(per_pair, "attention", cfg.rel_loss_weighting, has_gt)}
         for name in ("spatial", "contacting"):
             probs, target = pred[f"{name}_distribution"][has_gt], entry[f"{name}_gt"][has_gt]
-            if bce:
-                per_pair = nn.functional.binary_cross_entropy(probs.clamp(1e-6, 1 - 1e-6), target,
-                                                              reduction="none").mean(1)
-            else:
+            if cfg.mlm:
                 per_pair = nn.functional.multilabel_margin_loss(probs, margin_targets(target), reduction="none")
+            else:
+                per_pair = nn.functional.binary_cross_entropy(probs, target, reduction="none")
             losses[name] = weighted(per_pair, name, cfg.rel_loss_weighting, has_gt)
+        known = entry["labels"] > 0  # SGDET: an unmatched detection (0) has no class
         if "obj_logits" in pred:
-            objects = ~entry["is_person"] & (entry["labels"] > 0)
-            per_object = nn.functional.cross_entropy(pred["obj_logits"][objects], entry["labels"][objects],
-                                                     reduction="none")
-            losses["object"] = weighted(per_object, "obj", cfg.obj_loss_weighting, objects)
+            gmm = isinstance(self.object_classifier.classify, GMMHead)
+            object_loss = nn.functional.nll_loss if gmm else nn.functional.cross_entropy
+            per_object = object_loss(pred["obj_logits"][known], entry["labels"][known], reduction="none")
+            losses["object"] = weighted(per_object, "obj", cfg.obj_loss_weighting, known)
+        if cfg.obj_con_loss != "none" and "object_mem_features" in pred:
+            contrastive = euclidean_contrastive_loss if cfg.obj_con_loss == "euc_con" else supervised_contrastive_loss
+            losses["consistency"] = cfg.lambda_con * contrastive(pred["object_mem_features"][known],
+                                                                  entry["labels"][known])
         if cfg.gmm_regularization > 0:
             losses["gmm_regularization"] = cfg.gmm_regularization * pred["mean_variance"]
-        if self.tracker is not None:
-            losses["consistency"] = cfg.lambda_con * consistency_loss(
-                pred["tracked_features"], pred["track_frames"], pred["track_ids"], cfg.obj_con_loss)
         return losses
 
     def memory_accumulators(self) -> dict:
-        """Zeroed (sums, weights) per memory, filled by `accumulate_memory` over the training set."""
-        memories = dict(self.rel_memory.items()) if self.separate else {"predicates": self.rel_memory}
-        if self.obj_memory is not None:
-            memories["objects"] = self.obj_memory
-        return {name: memory.accumulator() for name, memory in memories.items()}
+        """Zeroed {group: (sums, weights)} per prototype group (attention, spatial, contacting, objects)."""
+        return {g: acc for memory in self.memories() for g, acc in memory.accumulator().items()}
 
     @torch.no_grad()
     def accumulate_memory(self, pred: dict, entry: dict, accumulators: dict) -> None:
-        """Add one video's relation (and object) embeddings to the per-class weighted sums."""
-        has_gt = entry["has_gt"]
-        source = pred["memory_source"][has_gt]
-        w = torch.ones(len(source), device=source.device)
-        if self.gmm is not None:
-            names = tuple(CATEGORIES)
-            aleatoric = torch.cat([pred[f"{n}_aleatoric"] for n in names], 1)[has_gt].mean(1)
-            epistemic = torch.cat([pred[f"{n}_epistemic"] for n in names], 1)[has_gt].mean(1)
+        """Add one training video's relation (and object) embeddings to the per-class weighted sums."""
+        if self.rel_memory is not None:
+            has_gt = entry["has_gt"]
+            source = pred["memory_source"][has_gt]
+            labels = {"attention": nn.functional.one_hot(entry["attention_gt"][has_gt], NUM_ATTENTION).float(),
+                      "spatial": entry["spatial_gt"][has_gt], "contacting": entry["contacting_gt"][has_gt]}
+            keep = torch.ones(len(source), device=source.device)
             kind = self.config.rel_mem_weight_type
-            if kind in ("al", "both"):
-                w = w / (1 + aleatoric)
-            if kind in ("ep", "both"):
-                w = w / (1 + epistemic)
-            if self.config.uncertainty_threshold > 0:
-                w = w * (aleatoric <= self.config.uncertainty_threshold)
-        labels = {"attention": nn.functional.one_hot(entry["attention_gt"][has_gt], NUM_ATTENTION).float(),
-                  "spatial": entry["spatial_gt"][has_gt], "contacting": entry["contacting_gt"][has_gt]}
-        if self.separate:
+            if self.gmm is not None and self.config.uncertainty_threshold > 0:
+                mean_aleatoric = torch.cat([pred[f"{n}_aleatoric"] for n in CATEGORIES], 1)[has_gt].mean(1)
+                keep = (mean_aleatoric <= self.config.uncertainty_threshold).float()
             for name in CATEGORIES:
-                PrototypeMemory.accumulate(accumulators[name], source, labels[name], w)
-        else:
-            PrototypeMemory.accumulate(accumulators["predicates"], source, torch.cat(list(labels.values()), 1), w)
+                weights = labels[name] * keep[:, None]
+                if kind != "simple":  # options.validate: needs the GMM heads
+                    uncertainty = {"al": pred[f"{name}_aleatoric"], "ep": pred[f"{name}_epistemic"],
+                                   "both": pred[f"{name}_aleatoric"] + pred[f"{name}_epistemic"]}[kind]
+                    weights = weights * uncertainty[has_gt].exp()
+                PrototypeMemory.accumulate(accumulators[name], source, weights)
         if self.obj_memory is not None:
-            known = entry["labels"] > 0  # SGDET: unmatched detections (label 0) have no class to join
-            one_hot = nn.functional.one_hot(entry["labels"][known], NUM_OBJECT_CLASSES).float()
-            PrototypeMemory.accumulate(accumulators["objects"], pred["obj_embedding"][known], one_hot,
-                                       torch.ones(int(known.sum()), device=one_hot.device))
+            known = entry["labels"] > 0
+            one_hot = nn.functional.one_hot(entry["labels"][known], NUM_OBJECT_CLASSES).float()[:, 1:]
+            PrototypeMemory.accumulate(accumulators["objects"], pred["object_features"][known], one_hot)
 
     @torch.no_grad()
     def set_memory(self, accumulators: dict) -> None:
-        for name, (sums, weights) in accumulators.items():
-            memory = {"predicates": self.rel_memory, "objects": self.obj_memory}.get(name)
-            (memory if memory is not None else self.rel_memory[name]).set(sums, weights)
+        for memory in self.memories():
+            memory.set({g: accumulators[g] for g in memory.groups})

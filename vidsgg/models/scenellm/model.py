@@ -25,7 +25,7 @@ parts at -lr next to the adapters.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ from vidsgg.models.scenellm.llm import SceneReasoner
 from vidsgg.models.scenellm.ot import OTCodebookUpdate
 from vidsgg.models.scenellm.sia import SceneAggregator
 from vidsgg.models.scenellm.vqvae import VQVAE
-from vidsgg.models.sttran import STTran, STTranConfig
+from vidsgg.models.sttran import STTran, STTranConfig, empty_relations
 
 FUSION_ALPHA = 0.5
 STAGES = ("vqvae", "stage1", "stage2")
@@ -128,9 +128,11 @@ class SceneLLM(STTran):
             out.update({k: vq[k] for k in ("reconstruction", "codebook", "commitment")})
             if self.training:  # nothing downstream trains in this stage
                 return out
-        out.update(self.classify_objects(entry))
-        labels = out.get("pred_labels", entry["labels"])
-        _, rel = self.transformer(self.pair_features(entry, labels), entry["im_idx"])
+        objects, entry = self.classify_objects(entry)
+        out.update({k: entry[k] for k in ("im_idx", "pair_idx")}, **objects)
+        if not len(entry["pair_idx"]):
+            return empty_relations(out, entry["boxes"].device)
+        _, rel = self.transformer(self.pair_features(entry, out["pred_labels"]), entry["im_idx"])
         tokens = self.aggregator(vq["quantized"], entry["boxes"], entry["image_size"])  # (T, D)
         context, _ = self.temporal_gru(self.reasoner(tokens)[None])
         context = self.context_proj(context[0])[entry["im_idx"]]                        # (P, d)
@@ -151,9 +153,6 @@ class SceneLLM(STTran):
         return {k: (cfg.alpha_obj if k == "object" else cfg.alpha_rel) * v for k, v in losses.items()}
 
     # ------------------------------------------------------------------ config, checkpoints
-    def config_dict(self) -> dict:
-        return asdict(self.config)
-
     @classmethod
     def from_config(cls, config: dict) -> "SceneLLM":
         known = {f.name for f in fields(SceneLLMConfig)}
@@ -176,12 +175,3 @@ def _drop_base_lm(module: SceneLLM, state_dict: dict, prefix: str, local_metadat
     """state_dict post-hook: the frozen base LM of -llm_name is not saved (it is reloaded from its folder)."""
     for key in [k for k in state_dict if k.startswith(prefix) and k[len(prefix):] in module._base_lm_keys]:
         del state_dict[key]
-
-
-def build_scenellm(args, base: STTranConfig, words: torch.Tensor | None = None) -> SceneLLM:
-    """SceneLLM from the parsed flags: the given SceneLLM flags override the config defaults (documented in
-    SceneLLMConfig); -vqvae_epochs and -stage*_iterations set the loop's length (options.validate)."""
-    from vidsgg.models.build import model_flags
-    known = {f.name for f in fields(SceneLLMConfig)}
-    given = {k: v for k, v in model_flags(args, "scenellm").items() if k in known}
-    return SceneLLM(SceneLLMConfig(**vars(base), **given, stage=args.scenellm_stage), words)
