@@ -127,9 +127,3 @@ PROJECTS = {
 # Steps (vidsgg: epochs) of the uninterrupted run; the interrupted one is stopped after `ready`, then resumed.
 STEPS = {"laq": 12, "vae_latent": 12, "shadow": 10, "stereo": 8, "vidsgg": 3}
 
-# Open defects of issue 17 that the projects' own helpers are fixing. Every project on main already saves on SIGUSR1,
-# exits 0 and requeues (asserted for all rows); only the final tensor comparison is expected to fail here (strict
-# xfail: once a project resumes exactly, XPASS fails the test, and the integrator deletes its entry).
-KNOWN_INEXACT = {
-    "vidsgg": "vidsgg (issue 17): creating the DataLoader iterator draws from the restored global RNG (weights diverge)",
-}

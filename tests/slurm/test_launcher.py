@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from common import checkpoint
-from tests.slurm.projects import KNOWN_INEXACT, PROJECTS, STEPS
+from tests.slurm.projects import PROJECTS, STEPS
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "scripts" / "slurm" / "launch.py"
@@ -197,7 +197,7 @@ def test_a_failing_command_passes_its_exit_status(tmp_path, slurm_env):
 # ------------------------------------------------------------------------------- every project, real entry points
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PROJECTS))
-def test_project_preempted_through_the_launcher_resumes_exactly(name, tmp_path, slurm_env, request):
+def test_project_preempted_through_the_launcher_resumes_exactly(name, tmp_path, slurm_env):
     project, steps = PROJECTS[name], STEPS[name]
     data = tmp_path / "data"
     for synth in project.synth(data):
@@ -216,6 +216,4 @@ def test_project_preempted_through_the_launcher_resumes_exactly(name, tmp_path, 
     rc, output = run_to_end(command(project.ranks, project.train(data, split_dir, steps, True)), slurm_env, ROOT)
     assert rc == 0, output[-4000:]
     assert scontrol_calls(slurm_env).count(f"requeue {JOB_ID}") == 1  # the resumed run finished: no new requeue
-    if name in KNOWN_INEXACT:  # only the comparison is expected to fail: save, exit 0 and requeue must work
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_INEXACT[name], strict=True))
     assert assert_same_tensors(project.final(straight_dir), project.final(split_dir)) > 0
