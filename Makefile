@@ -20,8 +20,10 @@ $(STAMP): requirements.txt pyproject.toml
 demo: setup
 	$(PY) scripts/demo.py --out $(DEMO_DIR)
 
+# Three workers on two cores: a third of the suite's wall time is spent waiting on subprocesses (signal,
+# torchrun and kill -9 tests), which a third worker fills.
 test: setup
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 3 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) scripts/bench.py
