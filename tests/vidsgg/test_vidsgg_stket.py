@@ -282,14 +282,14 @@ def test_flags_that_do_not_apply_are_errors(capsys, prior_file):
 def test_missing_prior_file_is_computed_logged_written_and_reused(synth_root, tmp_path, caplog):
     path = tmp_path / "priors" / "TrainPrior.json"
     flags = ("-use_temporal_prior", "-data_path", str(synth_root), "-prior_path", str(path))
-    with caplog.at_level(logging.INFO, logger="vidsgg.models.stket"):
+    with caplog.at_level(logging.INFO, logger="vidsgg.models.priors"):
         model = stket(*flags)  # no train_set given: the annotations are read from -data_path
     assert path.is_file() and "was missing; computed from" in caplog.text
     train_set = ActionGenome(synth_root, "train")
     counts = count_priors(train_set[i]["gt_annotation"] for i in range(len(train_set)))
     torch.testing.assert_close(model.temporal_prior.specific.data, counts["specific"].float())
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="vidsgg.models.stket"):
+    with caplog.at_level(logging.INFO, logger="vidsgg.models.priors"):
         again = stket(*flags, train_set=train_set)
     assert "was missing" not in caplog.text and f"priors from {path}" in caplog.text
     torch.testing.assert_close(again.temporal_prior.initial.data, model.temporal_prior.initial.data)
