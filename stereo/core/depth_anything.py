@@ -17,9 +17,12 @@ from torch import nn
 
 PATCH = 14
 PRETRAIN_GRID = 37  # DINOv2 was trained at 518 px: pos_embed holds 1 + 37·37 entries
-VIT_CONFIGS = {"vits": dict(dim=384, depth=12, heads=6), "vitb": dict(dim=768, depth=12, heads=12),
+# vitt is not a released size: a quarter-size DINOv2 layout (DeiT-tiny widths) for the CPU test suite, where the
+# frozen branch only has to be present and cheap; model_config refuses real weights for it.
+VIT_CONFIGS = {"vitt": dict(dim=192, depth=12, heads=3), "vits": dict(dim=384, depth=12, heads=6), "vitb": dict(dim=768, depth=12, heads=12),
                "vitl": dict(dim=1024, depth=24, heads=16)}
-DPT_CONFIGS = {"vits": dict(features=64, out_channels=(48, 96, 192, 384), layers=(2, 5, 8, 11)),
+DPT_CONFIGS = {"vitt": dict(features=32, out_channels=(24, 48, 96, 192), layers=(2, 5, 8, 11)),
+               "vits": dict(features=64, out_channels=(48, 96, 192, 384), layers=(2, 5, 8, 11)),
                "vitb": dict(features=128, out_channels=(96, 192, 384, 768), layers=(2, 5, 8, 11)),
                "vitl": dict(features=256, out_channels=(256, 512, 1024, 1024), layers=(4, 11, 17, 23))}
 

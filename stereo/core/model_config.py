@@ -14,7 +14,7 @@ RANDOM = "random"  # the explicit value that leaves a pretrained part randomly i
 
 MODEL_DEFAULTS = {
     "feature_type": "dinov2",            # the side-tuning adapter: frozen DepthAnything-V2 (DINOv2 + DPT) + EdgeNeXt
-    "vit_size": "vitl",                  # vits | vitb | vitl
+    "vit_size": "vitl",                  # vits | vitb | vitl (released); vitt: test-size, random weights only
     "vit_weights": None,                 # local depth_anything_v2_{vit_size}.pth, or "random"
     "edgenext_weights": None,            # local timm edgenext_small weights (.safetensors / .pth), or "random"
     "max_disp": 416,                     # px at full resolution, multiple of 32 (volume of max_disp/4 bins)
@@ -62,6 +62,8 @@ def check_model_config(cfg: dict, where: str = "model") -> dict:
     for key in ("vit_weights", "edgenext_weights"):
         if cfg[key] is not None and not isinstance(cfg[key], str):
             fail(key, f"a local file path or {RANDOM!r}")
+    if cfg["vit_size"] == "vitt" and cfg["vit_weights"] != RANDOM:
+        fail("vit_weights", f"{RANDOM!r} with vit_size 'vitt' (a test size: DepthAnything-V2 has no vitt release)")
     if not isinstance(cfg["max_disp"], int) or cfg["max_disp"] <= 0 or cfg["max_disp"] % 32:
         fail("max_disp", "a positive multiple of 32 (the 1/4-resolution volume goes through three stride-2 levels)")
     dims = cfg["hidden_dims"]

@@ -79,7 +79,8 @@ def stereo_train(data: Path, run: Path, steps: int, resume: bool) -> list[str]:
     config["data"]["val_datasets"][0]["path"] = str(data / "val")
     config["data"]["image_sizes"] = [[64, 32]]  # [W, H]
     config["data"]["val_datasets"] = []
-    config["model"].update({"hidden_dims": [16, 16, 16], "train_iters": 2, "valid_iters": 2})  # smallest FoundationStereo
+    config["model"].update({"vit_size": "vitt", "hidden_dims": [16, 16, 16], "train_iters": 2,
+                            "valid_iters": 2})  # smallest FoundationStereo
     config["lr_scheduler"] = {"kind": "constant", "warmup_steps": 2}  # independent of --num_iterations
     path = run.parent / f"{run.name}.json"
     path.write_text(json.dumps(config))

@@ -56,6 +56,14 @@ def test_a_pretrained_part_without_a_file_is_a_start_up_error(key, file):
         build_model({**SMALL, **RANDOM, key: None})
 
 
+def test_the_test_size_vit_refuses_real_weights_and_is_smaller_than_vits(tmp_path):
+    with pytest.raises(ValueError, match=r"model\.vit_weights must be 'random' with vit_size 'vitt'"):
+        build_model({**SMALL, **RANDOM, "vit_size": "vitt", "vit_weights": str(tmp_path / "w.pth")})
+    sizes = {size: sum(p.numel() for p in build_model({**SMALL, **RANDOM, "vit_size": size}).parameters())
+             for size in ("vitt", "vits")}
+    assert sizes["vitt"] < 0.6 * sizes["vits"], sizes
+
+
 def test_a_missing_weights_file_is_an_error_naming_it(tmp_path):
     missing = tmp_path / "depth_anything_v2_vits.pth"
     with pytest.raises(PretrainedWeightsError, match=str(missing)):

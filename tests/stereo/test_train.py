@@ -22,7 +22,7 @@ from tests.stereo.conftest import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SMALL_MODEL = {"hidden_dims": [16, 16, 16]}  # the smallest FoundationStereo (vits, random weights)
+SMALL_MODEL = {"hidden_dims": [16, 16, 16]}  # the smallest FoundationStereo (vitt, random weights)
 # A schedule that does not depend on --num_iterations, so a run can be split into shorter runs and stay exact.
 CONSTANT_LR = {"kind": "constant", "warmup_steps": 2}
 
