@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
 
 from tests.guides.conftest import ROOT, GuideCommand, assert_quotes_guide, run_guide_command
 from tests.stereo.conftest import make_config, synth_dirs  # noqa: F401 (the synthetic pairs fixture)
+from tests.stereo.test_train import assert_same, step_files
 
 BASIC = GuideCommand(47, "python scripts/train.py --config configs/train/stereo_v1.json",
                      (("--config", "--workspace {workspace} --config"),))
@@ -80,3 +82,44 @@ def test_line254_debug_mode_logs_every_step_and_saves_every_other(tmp_path, tiny
     assert files == ["00000002.pt", "00000002_ema.pt", "00000002_optimizer.pt",
                      "00000004.pt", "00000004_ema.pt", "00000004_optimizer.pt"]
     assert (ROOT / "stereo" / "configs" / "train" / "stereo_v1.json").is_file()
+
+
+# The guide's three ways to resume (lines 197, 200, 203). The guide runs them in its default workspace
+# (workspace/stereo_train); here each gets its own, and its step number and file path name the short run's.
+RESUME_LATEST = GuideCommand(197, "python scripts/train.py --checkpoint latest",
+                             (("--checkpoint", "--workspace {workspace} --checkpoint"),))
+RESUME_STEP = GuideCommand(200, "python scripts/train.py --checkpoint 50000",
+                           (("--checkpoint 50000", "--workspace {workspace} --checkpoint 2"),))
+RESUME_FILE = GuideCommand(203, "python scripts/train.py --checkpoint /path/to/checkpoint.pt",
+                           (("--checkpoint /path/to/checkpoint.pt", "--workspace {workspace} --checkpoint {file}"),))
+
+
+@pytest.mark.slow
+def test_lines197_to_203_resume_from_latest_a_step_and_a_file_equal_the_uninterrupted_run(tmp_path, tiny_config):
+    """A 4-step run saves steps 2 and 4. Each guide command continues from step 2 (with the run's own config and
+    flags, none given again) and must write a step 4 identical in every tensor to the uninterrupted run's."""
+    for entry in (RESUME_LATEST, RESUME_STEP, RESUME_FILE):
+        assert_quotes_guide("stereo", entry)
+    straight = tmp_path / "straight"
+    run_guide_command("stereo", f"python scripts/train.py --config {tiny_config} --workspace {straight} "
+                                "--batch_size_forward 1 --num_iterations 4 --save_every 2 --log_every 1 "
+                                "--deterministic true --enable_mlflow false", timeout=600)
+    reference = step_files(straight, 4)
+
+    # latest: the job died between the saves of steps 2 and 4 (step 4's files never written).
+    killed = tmp_path / "killed"
+    shutil.copytree(straight, killed)
+    for path in (killed / "checkpoint").glob("00000004*.pt"):
+        path.unlink()
+    # a step number: step 4 exists and is written again from step 2.
+    by_step = tmp_path / "by_step"
+    shutil.copytree(straight, by_step)
+    # a file: step 2's model file of the first run, continued in a new workspace.
+    by_file = tmp_path / "by_file"
+    commands = [(RESUME_LATEST, killed, {}), (RESUME_STEP, by_step, {}),
+                (RESUME_FILE, by_file, {"file": str(straight / "checkpoint" / "00000002.pt")})]
+    for entry, workspace, values in commands:
+        run_guide_command("stereo", entry.command(workspace=str(workspace), **values), timeout=600)
+        log = (workspace / "log.txt").read_text()
+        assert "Training from step 2 to 4" in log, f"{entry}: {log[-2000:]}"
+        assert_same(reference, step_files(workspace, 4), where=str(entry))
