@@ -16,7 +16,8 @@ import torch
 
 from tests.guides.conftest import ROOT, GuideCommand, assert_quotes_guide, run_guide_command
 from tests.stereo.conftest import make_config, synth_dirs  # noqa: F401 (the synthetic pairs fixture)
-from tests.stereo.test_train import assert_same, step_files
+from tests.state_compare import assert_same_state
+from tests.stereo.test_train import step_files
 
 BASIC = GuideCommand(47, "python scripts/train.py --config configs/train/stereo_v1.json",
                      (("--config", "--workspace {workspace} --config"),))
@@ -122,4 +123,4 @@ def test_lines197_to_203_resume_from_latest_a_step_and_a_file_equal_the_uninterr
         run_guide_command("stereo", entry.command(workspace=str(workspace), **values), timeout=600)
         log = (workspace / "log.txt").read_text()
         assert "Training from step 2 to 4" in log, f"{entry}: {log[-2000:]}"
-        assert_same(reference, step_files(workspace, 4), where=str(entry))
+        assert_same_state(reference, step_files(workspace, 4), where=str(entry))

@@ -15,6 +15,7 @@ import torch
 
 from common import checkpoint
 from laq.synth import write_dataset
+from tests.state_compare import assert_same_state
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "laq" / "scripts" / "2_train_laq.py"
@@ -67,21 +68,6 @@ def step_losses(run_dir: Path) -> dict[int, float]:
     return values
 
 
-def assert_same_tensors(a, b, where="state"):
-    if torch.is_tensor(a):
-        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert set(a) == set(b), f"{where}: keys differ"
-        for key in a:
-            assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """Data (40 scenes -> 36 train scenes, batch 2: 18 steps per epoch) and an uninterrupted 24-step run."""
@@ -111,7 +97,7 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(straight, sig):
                   and logged_step(12)(d), sig, *extra)
         assert not (run_dir / "checkpoints" / "last.pt").exists()
     train(straight / "data", run_dir, *extra, "trainer.resume_from_checkpoint=latest")
-    assert_same_tensors(final_state(straight / "straight"), final_state(run_dir))
+    assert_same_state(final_state(straight / "straight"), final_state(run_dir))
     losses, resumed_losses = step_losses(straight / "straight"), step_losses(run_dir)
     assert sorted(losses) == sorted(resumed_losses) == list(range(1, 25))
     assert losses == resumed_losses

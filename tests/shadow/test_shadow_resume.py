@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from common import checkpoint
 from shadow.synth import write_dataset
+from tests.state_compare import assert_same_state
 
 TRAIN = Path(__file__).resolve().parents[2] / "shadow" / "train.py"
 STEPS = 12
@@ -61,21 +61,6 @@ def logged_losses(out) -> dict[int, list[float]]:
             for event in accumulator.Scalars("train/loss"):
                 losses.setdefault(event.step, []).append(event.value)
     return losses
-
-
-def assert_same_state(a, b, where="checkpoint"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where}: keys differ"
-        for key in a:
-            assert_same_state(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_state(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.stereo.test_train import assert_same, resume_config, step_files
+from tests.state_compare import assert_same_state
+from tests.stereo.test_train import resume_config, step_files
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SAVE_EVERY, BATCHES_PER_EPOCH = 10, 4, 6  # 12 pairs in batches of 2: step 6 ends epoch 0
@@ -68,7 +69,7 @@ def _resume_and_compare(workspace, reference):
     result = subprocess.run(_command(None, workspace, "--checkpoint", "latest"), env=_env(), capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_same(step_files(reference, STEPS), step_files(workspace, STEPS))
+    assert_same_state(step_files(reference, STEPS), step_files(workspace, STEPS))
     assert _losses(workspace) == _losses(reference) and len(_losses(reference)) == STEPS
 
 

@@ -19,6 +19,7 @@ from stereo.train.cli import str2bool
 from stereo.train.resume import ConfigChangeError, resolve_checkpoint
 
 from tests.stereo.conftest import make_config
+from tests.state_compare import assert_same_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,22 +44,6 @@ def step_files(workspace, step) -> dict:
     folder = workspace / "checkpoint"
     return {suffix: torch.load(folder / f"{step:08d}{suffix}.pt", weights_only=True)
             for suffix in ("", "_ema", "_optimizer")}
-
-
-def assert_same(a, b, where=""):
-    """Every tensor (and every other value) of two checkpoint structures is identical."""
-    if torch.is_tensor(a):
-        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, (where, a, b)
 
 
 def resume_config(folder, synth_dirs, name="config.json", **overrides):
@@ -105,7 +90,7 @@ def test_resume_latest_step_and_path_is_exact_in_every_tensor(tmp_path, config, 
     _run(config, tmp_path / "split", "--num_iterations", 2)
     _resume(tmp_path / "split", "--checkpoint", "latest", "--num_iterations", 4)
     reference = step_files(straight, 4)
-    assert_same(reference, step_files(tmp_path / "split", 4))
+    assert_same_state(reference, step_files(tmp_path / "split", 4))
     # By step number, by the step's .pt path and by the latest.pt pointer: the same step, every saved tensor (one
     # of them also trained on: the resumed training itself is the "latest" run above).
     workspace = tmp_path / "by_spec"
@@ -117,12 +102,12 @@ def test_resume_latest_step_and_path_is_exact_in_every_tensor(tmp_path, config, 
     for spec in ("2", "{ws}/checkpoint/00000002.pt", "{ws}/checkpoint/latest.pt", "latest", "{ws}/checkpoint"):
         point = resolve_checkpoint(spec.format(ws=workspace), workspace / "checkpoint")
         assert point.step == 2 and point.training is not None, spec
-        assert_same(saved[""]["model"], point.model, spec)
-        assert_same(saved["_ema"]["model"], point.ema["model"], spec)
-        assert_same(saved["_ema"]["n_averaged"], point.ema["n_averaged"], spec)
-        assert_same(saved["_optimizer"]["optimizer"], point.training["optimizer"], spec)
+        assert_same_state(saved[""]["model"], point.model, spec)
+        assert_same_state(saved["_ema"]["model"], point.ema["model"], spec)
+        assert_same_state(saved["_ema"]["n_averaged"], point.ema["n_averaged"], spec)
+        assert_same_state(saved["_optimizer"]["optimizer"], point.training["optimizer"], spec)
     _resume(workspace, "--checkpoint", "{ws}/checkpoint/latest.pt".format(ws=workspace), "--num_iterations", 4)
-    assert_same(reference, step_files(workspace, 4), "pointer")
+    assert_same_state(reference, step_files(workspace, 4), "pointer")
 
 
 def test_latest_passes_over_a_truncated_newest_step(tmp_path, config, straight):
@@ -132,7 +117,7 @@ def test_latest_passes_over_a_truncated_newest_step(tmp_path, config, straight):
     newest.write_bytes(newest.read_bytes()[:1000])  # a save cut short (not by our atomic writer: by the disk)
     (workspace / "checkpoint" / ".00000004.pt.abc123.tmp").write_bytes(b"partial")  # an interrupted save
     _resume(workspace, "--checkpoint", "latest", "--num_iterations", 4)
-    assert_same(step_files(straight, 4), step_files(workspace, 4))  # resumed from step 2, redid 3 and 4
+    assert_same_state(step_files(straight, 4), step_files(workspace, 4))  # resumed from step 2, redid 3 and 4
     assert not (workspace / "checkpoint" / ".00000004.pt.abc123.tmp").exists()
     log = (workspace / "log.txt").read_text()
     assert "unreadable (truncated or corrupt?)" in log and "starting at step 2" in log

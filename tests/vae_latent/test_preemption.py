@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from common import checkpoint
+from tests.state_compare import assert_same_state
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 40  # 20 training frames, batch 4: 5 steps per epoch, so every interruption falls inside an epoch
@@ -55,21 +55,6 @@ def losses_per_step(run: Path) -> dict[int, tuple[str, ...]]:
     return found
 
 
-def assert_same_tensors(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 @pytest.mark.slow
 def test_sigterm_and_kill9_mid_epoch_then_resume_equal_an_uninterrupted_run(frames_data, config_for, tmp_path):
     overrides = dict(data_params={"frames_per_video": "all"},
@@ -99,5 +84,5 @@ def test_sigterm_and_kill9_mid_epoch_then_resume_equal_an_uninterrupted_run(fram
         state = checkpoint.load(folder / f"{name}/checkpoints/step_{STEPS:08d}.pt")
         assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "guard", "rng", "batches_done"}
         state["config"] = reference["config"] = None  # the run folder's name differs by design
-        assert_same_tensors(reference, state, name)
+        assert_same_state(reference, state, name)
         assert losses_per_step(folder / name) == reference_losses, name

@@ -3,7 +3,6 @@ uninterrupted run (every tensor: model with TEMPURA's memories, optimizer, sched
 losses); a truncated newest checkpoint falls back to the previous one; what a resume may change; fresh runs do not
 write into another run's folder; the guide's manual checkpoint format resumes and tests."""
 import argparse
-import math
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from vidsgg import train
 from vidsgg.features.backbone import channels
 from vidsgg.models.build import build_model
 from vidsgg.options import parse_train_args
+from tests.state_compare import assert_same_state
 
 TINY = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
         "-hidden_dim", "32", "-temporal_layer", "1", "-num_heads", "4", "-union_dim", "16", "-bn_momentum", "0.1"]
@@ -35,25 +35,6 @@ def flags(data, save, *extra):
 
 def ckpt(path):
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def assert_same_state(a, b, where="checkpoint"):
-    """Every tensor and number of two checkpoints is equal (the flags excepted: the run folders differ)."""
-    if torch.is_tensor(a):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        keys = set(a) - {"config"} if where == "checkpoint" else set(a)
-        assert keys == set(b) - ({"config"} if where == "checkpoint" else set()), where
-        for key in keys:
-            assert_same_state(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_state(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), where
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def step_losses(run_dir) -> dict[int, float]:
@@ -113,7 +94,8 @@ def test_interrupted_mid_epoch_then_resumed_equals_the_uninterrupted_run(train_d
 
     train.main(flags(train_data, save, *TEMPURA, "-save_every_steps", "3", "-resume_from", "latest"))
     assert f"Resumed from {save / 'checkpoint_step_'}" in (save / "logfile.txt").read_text()
-    assert_same_state(ckpt(uninterrupted / "checkpoint_final.tar"), ckpt(save / "checkpoint_final.tar"))
+    assert_same_state(ckpt(uninterrupted / "checkpoint_final.tar"), ckpt(save / "checkpoint_final.tar"), "checkpoint",
+                      ignore=("config",))
     full_losses, resumed_losses = step_losses(uninterrupted), step_losses(save)
     assert len(full_losses) == 2 * steps_per_epoch and resumed_losses == full_losses
 
