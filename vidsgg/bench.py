@@ -102,7 +102,7 @@ LAYERS = {"sttran": "1+3 layers", "tempura": "1+3 layers", "scenellm": "1+3 laye
 
 def bench_training(runs: int, quick: bool) -> list[dict]:
     from vidsgg.data.action_genome import ActionGenome
-    from vidsgg.engine import make_store, prepare_entry, video_loss
+    from vidsgg.passes import make_store, prepare_entry, video_loss
     from vidsgg.models.build import build_model
     from vidsgg.options import parse_train_args
     from vidsgg.synth import write_dataset

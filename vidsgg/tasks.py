@@ -1,11 +1,11 @@
 """What differs between datasets, for train.py and test.py: the dataset class, sample -> entry, evaluation.
-Action Genome's pieces live in vidsgg/engine.py, EASG's in vidsgg/easg/task.py (which builds on engine.py)."""
+Action Genome's pieces live in vidsgg/passes.py, EASG's in vidsgg/easg/task.py (which builds on passes.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from vidsgg import engine
+from vidsgg import passes
 from vidsgg.data.action_genome import ActionGenome
 from vidsgg.easg import task as easg
 
@@ -20,4 +20,4 @@ class Task:
 def task_for(dataset: str) -> Task:
     if dataset == "easg":
         return Task(easg.Dataset, easg.prepare_entry, easg.evaluate)
-    return Task(ActionGenome, engine.prepare_entry, engine.evaluate)
+    return Task(ActionGenome, passes.prepare_entry, passes.evaluate)

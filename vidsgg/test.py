@@ -19,7 +19,7 @@ import torch
 from common.log import setup_logger, write_metrics
 from common.seed import seed_everything
 from vidsgg import checkpointing
-from vidsgg.engine import load_detections, make_store
+from vidsgg.passes import load_detections, make_store
 from vidsgg.evaluation import CONSTRAINTS, KS, skipped_evaluations
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
 from vidsgg.models.reference import ReferenceWeightsError, import_reference, is_reference_checkpoint

@@ -37,7 +37,7 @@ from vidsgg import checkpointing
 from vidsgg.checkpointing import ResumeError
 from vidsgg.data.action_genome import collate_videos
 from vidsgg.data.curriculum import Curriculum
-from vidsgg.engine import (first_good_entry, load_detections, make_store, memory_pass, planned_steps,
+from vidsgg.passes import (first_good_entry, load_detections, make_store, memory_pass, planned_steps,
                            trainable_names, video_loss)
 from vidsgg.evaluation import skipped_evaluations
 from vidsgg.models.build import build_model, word_table

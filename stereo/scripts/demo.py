@@ -17,7 +17,7 @@ import torch
 
 from common.data import read_image
 from common.viz import colorize, save_png
-from stereo.scripts.evaluate import load_model
+from stereo.inference import load_model
 from stereo.train.dataloader import write_pfm
 
 

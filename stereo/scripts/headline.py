@@ -21,7 +21,7 @@ import torch
 
 from common.data import read_image
 from common.package_data import middlebury_motorcycle
-from stereo.scripts.evaluate import load_model, model_predictor
+from stereo.inference import load_model, model_predictor
 from stereo.train.evaluation import evaluate_dataset
 
 METRIC = "epe"  # px, lower is better

@@ -15,7 +15,7 @@ from common.checkpoint import CheckpointError
 from stereo.core.foundation_stereo import FoundationStereo
 from stereo.core.official import load_official
 from stereo.core.upsample import InputPadder
-from stereo.scripts import evaluate
+from stereo import inference
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE = FIXTURES / "foundation_stereo_vits"
@@ -111,13 +111,13 @@ def test_a_release_folder_in_the_reference_format_gives_the_reference_disparity(
     torch.save({**reference_weights, "global_step": 200000, "epoch": 12}, folder / "model_best_bp2.pth")
     cfg = {**reference["cfg"], "num_steps": 200000, "finetune_ckpt_name": "model_best_bp2.pth", "world_size": 8}
     (folder / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    model = evaluate.load_model(str(folder / "model_best_bp2.pth"), False, torch.device("cpu"), 1)
+    model = inference.load_model(str(folder / "model_best_bp2.pth"), False, torch.device("cpu"), 1)
     with torch.no_grad():
         disparity = model(reference["left"], reference["right"], test_mode=True)
     assert _max_error(disparity, reference["outputs"]["disparity"]["disp_iter1"]) <= TOLERANCE_PX
 
     (folder / "cfg.yaml").unlink()
     with pytest.raises(FileNotFoundError, match=r"needs its cfg.yaml: pass --cfg \(not found: .*23-51-11/cfg.yaml"):
-        evaluate.load_model(str(folder / "model_best_bp2.pth"), False, torch.device("cpu"), 1)
+        inference.load_model(str(folder / "model_best_bp2.pth"), False, torch.device("cpu"), 1)
     with pytest.raises(CheckpointError, match=r"not found: .*23-51-11/missing\.pth"):
-        evaluate.load_model(str(folder / "missing.pth"), False, torch.device("cpu"), 1)
+        inference.load_model(str(folder / "missing.pth"), False, torch.device("cpu"), 1)

@@ -12,6 +12,7 @@ import torch
 from common.data import read_image
 from stereo.core.model import build_model
 from stereo.core.official import save_official
+from stereo import inference
 from stereo.scripts import demo, evaluate, train
 from stereo.train.dataloader import EvalDataset
 from stereo.train.evaluation import evaluate_dataset
@@ -35,7 +36,7 @@ def test_evaluate_and_demo_accept_the_released_format(release, synth_dirs, tmp_p
     _, val = synth_dirs
     metrics = evaluate.main(["--checkpoint", str(path), "--data", str(val), "--format", "folder", "--valid_iters", "2",
                              "--output", str(tmp_path / "eval"), "--num_vis", "1"])
-    expected = evaluate_dataset(evaluate.model_predictor(model, torch.device("cpu"), iters=2),
+    expected = evaluate_dataset(inference.model_predictor(model, torch.device("cpu"), iters=2),
                                 EvalDataset(str(val), "folder", 32), torch.device("cpu"))
     assert metrics["epe"] == pytest.approx(expected["epe"], rel=1e-6) and np.isfinite(metrics["epe"])
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["eval/epe"] == pytest.approx(metrics["epe"])
@@ -55,7 +56,7 @@ def test_a_released_checkpoint_without_its_cfg_is_a_clear_error(release, synth_d
     lonely = tmp_path / "model_best_bp2.pth"
     lonely.write_bytes(path.read_bytes())
     with pytest.raises(FileNotFoundError, match="needs its cfg.yaml: pass --cfg"):
-        evaluate.load_model(str(lonely), False, torch.device("cpu"), None)
+        inference.load_model(str(lonely), False, torch.device("cpu"), None)
 
 
 @pytest.mark.slow

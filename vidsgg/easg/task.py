@@ -7,7 +7,7 @@ import torch
 from vidsgg.easg.dataset import EASG
 from vidsgg.easg.entries import build_easg_entry
 from vidsgg.easg.evaluation import EASGEvaluator
-from vidsgg.engine import evaluation_entries
+from vidsgg.passes import evaluation_entries
 from vidsgg.features.cache import FeatureStore
 
 Dataset = EASG

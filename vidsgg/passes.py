@@ -1,6 +1,6 @@
-"""The pieces of a training/evaluation step shared by train.py, test.py and bench.py: feature store set-up,
-turning an Action Genome sample into a model-ready entry, the loss of one video, and evaluation over a split
-(vidsgg/tasks.py picks these or EASG's per -dataset)."""
+"""Passes of a model over videos, shared by train.py, test.py and bench.py: the feature store they read, an Action
+Genome sample turned into a model-ready entry, the loss of one video, an evaluation pass over a split and
+TEMPURA's memory pass (vidsgg/tasks.py picks these or EASG's per -dataset)."""
 from __future__ import annotations
 
 import argparse
