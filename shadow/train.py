@@ -23,6 +23,7 @@ from common.amp import autocast, grad_scaler, parse_precision
 from common.data import BadSampleCounter, empty_on_any_rank
 from common.guard import NonFiniteGuard
 from common.log import Writer, progress, setup_logger, write_metrics
+from common.optim import closes_accumulation_window
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
 from common.sched import build_scheduler
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
                 batch = to_device(batch, info.device)
                 micro += 1
-                sync = micro % args.gradient_accumulation == 0
+                sync = closes_accumulation_window(micro, args.gradient_accumulation)
                 # Gradients are all-reduced only on the last micro-batch of an accumulation window.
                 context = ddp_model.no_sync() if info.distributed and not sync else torch.enable_grad()
                 with context:

@@ -28,6 +28,7 @@ from common import amp, checkpoint, dist
 from common.data import BadSampleCounter, BadSampleError, SkippedSample
 from common.guard import NonFiniteGuard
 from common.log import Writer, progress, setup_logger, write_metrics
+from common.optim import closes_accumulation_window
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
 from common.sampler import ResumableSampler
@@ -222,7 +223,8 @@ def train(args: argparse.Namespace, info) -> dict:
             epoch_start = time.time()
             batches = progress(loader, total=batches_in_epoch, initial=batches_done, desc=f"epoch {epoch + 1}")
             for batch_index, batch in enumerate(batches, start=batches_done):
-                boundary = (batch_index + 1) % args.accumulate_grad_batches == 0 or batch_index + 1 == batches_in_epoch
+                boundary = closes_accumulation_window(batch_index + 1, args.accumulate_grad_batches,
+                                                      epoch_ends=batch_index + 1 == batches_in_epoch)
                 # Every rank runs the same number of forwards per step (DDP broadcasts buffers in each), so a bad
                 # video is replaced by the last good one with weight 0.
                 entries = []

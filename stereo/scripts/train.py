@@ -27,6 +27,7 @@ from common.data import BadSampleCounter, BadSampleError, collate_skipping, empt
 from common.ema import make_ema
 from common.guard import NonFiniteGuard
 from common.log import Writer, progress, setup_logger, write_metrics
+from common.optim import closes_accumulation_window
 from common.preempt import PreemptionHandler
 from common.profiler import make_profiler
 from common.sampler import ResumableSampler
@@ -235,7 +236,7 @@ def main(argv=None) -> dict:
                 if empty_on_any_rank(batch):  # all samples unreadable: every rank drops this step together
                     continue
                 batch = {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-                last_micro = (micro + 1) % accumulation == 0
+                last_micro = closes_accumulation_window(micro + 1, accumulation)
                 # DDP all-reduces gradients in every backward; on accumulation steps that sync is wasted work
                 # (only the summed gradient of the last micro-batch matters), so skip it with no_sync.
                 sync = contextlib.nullcontext() if last_micro or not info.distributed else ddp_model.no_sync()

@@ -36,3 +36,12 @@ def test_build_optimizer_by_name_over_trainable_parameters():
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.8
     with pytest.raises(ValueError, match=r"training.optimizer.name='lion'.*adam, adamw, sgd"):
         build_optimizer(model, "lion", lr=1e-3, option="training.optimizer.name")
+
+
+def test_one_accumulation_rule_step_runs_carry_windows_epoch_runs_close_them():
+    from common.optim import closes_accumulation_window
+    # step-measured run, 3 micro-batches per step, epochs of 4 batches: steps after micro-batches 3, 6, 9, 12
+    assert [m for m in range(1, 13) if closes_accumulation_window(m, 3)] == [3, 6, 9, 12]
+    # epoch-measured run (counted per epoch): epochs of 4 batches close after batches 3 and 4
+    assert [m for m in range(1, 5) if closes_accumulation_window(m, 3, epoch_ends=m == 4)] == [3, 4]
+    assert all(closes_accumulation_window(m, 1) for m in range(1, 5))
