@@ -9,7 +9,28 @@ from __future__ import annotations
 import torch
 import torch.distributed as torch_dist
 from torch import nn
-from torch.distributed.nn.functional import all_reduce
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks, differentiable: the gradient of every rank's copy of the sum is the sum of the ranks'
+    gradients. (torch.distributed.nn.functional.all_reduce did this and is deprecated; the functional collectives
+    that replace it are not differentiable on every backend.)"""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        torch_dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        torch_dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(tensor)
 
 
 class AllReduceBatchNorm2d(nn.BatchNorm2d):

@@ -173,7 +173,7 @@ def run(config: dict, resume: str | None = None, allow_config_change: bool = Fal
         checkpoint.restore_rng_states(state["rng"])
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batches_done)
     # Synchronised BN keeps running statistics identical on every rank, so DDP need not re-broadcast buffers.
-    train_model = DDP(model, broadcast_buffers=False) if info.distributed else model
+    train_model = DDP(model, forward_sync_buffers=False) if info.distributed else model
     prior_z_generator = torch.Generator().manual_seed(seed)  # the same prior samples at every logging step
 
     def save(path: Path, full: bool = True, extra: dict | None = None) -> None:
