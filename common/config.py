@@ -95,16 +95,23 @@ def _checked(default, value, dotted: str):
     return copy.deepcopy(value)
 
 
+def split_override(item: str, override_name: str = "override") -> tuple[list[str], str]:
+    """"a.b=1" -> (["a", "b"], "1"); ConfigError (saying what `override_name` calls it) without "=" or with an
+    empty key."""
+    if "=" not in item:
+        raise ConfigError(f"{override_name} {item!r} must look like key.sub=value")
+    dotted, raw = item.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"{override_name} {item!r} has an empty key")
+    return keys, raw
+
+
 def parse_overrides(items: Sequence[str]) -> dict:
     """["a.b=1", "c=[1,2]"] -> {"a": {"b": 1}, "c": [1, 2]}; values are parsed as YAML scalars/lists."""
     nested: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise ConfigError(f"Override {item!r} must look like key.sub=value")
-        dotted, raw = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        if not all(keys):
-            raise ConfigError(f"Override {item!r} has an empty key")
+        keys, raw = split_override(item, "Override")
         try:
             value = _number_or_self(yaml.safe_load(raw)) if raw.strip() else ""
         except yaml.YAMLError as exc:
@@ -143,12 +150,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         typed, raw = _read_typed_and_raw(Path(path))
         _merge_mapping(config, typed, raw, source=f"config file {path}", prefix="")
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{override_name} {item!r} must look like key.sub=value")
-        dotted, text = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        if not all(keys):
-            raise ConfigError(f"{override_name} {item!r} has an empty key")
+        keys, text = split_override(item, override_name)
         parent = config
         for depth, key in enumerate(keys[:-1]):
             node = _child(parent, key, f"{override_name} {item!r}", ".".join(keys[:depth]))
