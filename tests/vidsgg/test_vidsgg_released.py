@@ -1,0 +1,84 @@
+"""Released reference checkpoints ({'state_dict': ...} in STTran's / STKET's key names) through the entry points a
+user runs: test.py as a subprocess evaluates one and gets exactly the recalls the same weights give from the
+project's own checkpoint; train.py -init_from / -resume_from start a new run from exactly those weights.
+
+The released files are made from a tiny trained run: its weights renamed to the reference's keys by inverting the
+import's rules on the key manifest of the reference build (tests/vidsgg/fixtures/), as a released file would name
+them (the object classifier the reference builds in every mode included, at its paper shapes)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidsgg import test as test_script
+from vidsgg import train
+from vidsgg.models.reference import RULES, _rename
+
+from tests.vidsgg.reference_weights import rule_tensor
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WIDTHS = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
+          "-hidden_dim", "32", "-num_heads", "4", "-union_dim", "16"]
+MODELS = {
+    "sttran": ["-model", "sttran", "-temporal_layer", "1"],
+    "stket": ["-model", "stket", "-enc_layer_num", "1", "-dec_layer_num", "1", "-use_spatial_prior",
+              "-use_temporal_prior", "-pred_contact_threshold", "0.5"],
+}
+
+
+def reference_state_dict(weights: dict, name: str) -> dict:
+    """The project's weights under the reference's key names (the inverse of import_reference's renaming, read off
+    the reference build's manifest), plus the reference's PredCLS-unused object classifier at its paper shapes."""
+    manifest = torch.load(FIXTURES / f"{name}.pt", weights_only=True)["modes"]["predcls"]["manifest"]
+    theirs = {_rename(key, RULES[name]): key for key in manifest}
+    missing = [k for k in weights if k not in theirs and not k.endswith("num_batches_tracked")]
+    assert not missing, f"no reference name for {missing}"
+    state = {theirs[k]: v for k, v in weights.items() if k in theirs}
+    state.update({k: rule_tensor(k, shape) for k, shape in manifest.items() if k.startswith("object_classifier.")})
+    return state
+
+
+@pytest.fixture(scope="module")
+def trained(train_data, tmp_path_factory):
+    """{model: its tiny PredCLS run folder}, two epochs each (checkpoint_final.tar)."""
+    runs = {}
+    for name, flags in MODELS.items():
+        runs[name] = tmp_path_factory.mktemp(f"run_{name}")
+        train.main(["-data_path", str(train_data), "-save_path", str(runs[name]), "-cache_dir",
+                    str(train_data / "cache"), *WIDTHS, *flags, "-epochs", "2", "-lr", "3e-3", "-eval_freq", "2",
+                    "-warmup_steps", "0", "-max_eval_videos", "1", "-seed", "1", "-bn_momentum", "0.1"])
+    return runs
+
+
+def run_test_script(*argv) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
+    return subprocess.run([sys.executable, test_script.__file__, *argv], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_test_script_evaluates_a_released_checkpoint_as_its_native_one(name, trained, train_data, tmp_path):
+    run = trained[name]
+    native = torch.load(run / "checkpoint_final.tar", weights_only=True)
+    released = tmp_path / "predcls.tar"
+    torch.save({"state_dict": reference_state_dict(native["model"], name)}, released)
+    data = ["-data_path", str(train_data), "-cache_dir", str(train_data / "cache"), *WIDTHS[:6]]  # + backbone
+    ours = run_test_script(*data, "-model_path", str(run / "checkpoint_final.tar"), "-output", str(tmp_path / "ours"))
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    result = run_test_script(*data, "-model_path", str(released), "-model", name, "-mode", "predcls", *WIDTHS[6:],
+                             *MODELS[name][2:], "-output", str(tmp_path / "released"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "released" / "test_log.txt").read_text()
+    assert f"Evaluating the released {name} weights {released} (predcls)" in log
+    from_released = json.loads((tmp_path / "released" / "metrics.json").read_text())
+    from_native = json.loads((tmp_path / "ours" / "metrics.json").read_text())
+    recalls = [k for k in from_native if "/R@" in k or "/mR@" in k]
+    assert len(recalls) >= 12 and from_native["test/with/R@20"] > 0
+    assert {k: from_released[k] for k in recalls} == {k: from_native[k] for k in recalls}
+    row = next(line.split("] ", 1)[1].split() for line in log.splitlines() if line.split("] ", 1)[-1].startswith("with "))
+    assert row[1] == f"{100 * from_native['test/with/R@10']:.2f}"  # the table test.py logs: the same numbers
