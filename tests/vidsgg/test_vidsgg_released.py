@@ -82,3 +82,50 @@ def test_test_script_evaluates_a_released_checkpoint_as_its_native_one(name, tra
     assert {k: from_released[k] for k in recalls} == {k: from_native[k] for k in recalls}
     row = next(line.split("] ", 1)[1].split() for line in log.splitlines() if line.split("] ", 1)[-1].startswith("with "))
     assert row[1] == f"{100 * from_native['test/with/R@10']:.2f}"  # the table test.py logs: the same numbers
+
+
+def test_train_script_starts_from_a_released_checkpoint(trained, train_data, tmp_path, capsys):
+    """-init_from predcls.tar (and -resume_from predcls.tar, which says it is weights only) start a new run at step
+    0 with a fresh optimizer from exactly the file's weights: at a negligible lr the trained weights come out (a
+    fresh init is ~0.1 away), and the whole run equals -init_from of the same weights' project checkpoint."""
+    native_path = trained["sttran"] / "checkpoint_final.tar"
+    native = torch.load(native_path, weights_only=True)
+    released = tmp_path / "predcls.tar"
+    torch.save({"state_dict": reference_state_dict(native["model"], "sttran")}, released)
+
+    def run(folder, *flags):
+        train.main(["-data_path", str(train_data), "-save_path", str(tmp_path / folder), "-cache_dir",
+                    str(train_data / "cache"), *WIDTHS, *MODELS["sttran"], "-bn_momentum", "0.1", "-lr", "1e-9",
+                    "-scheduler", "plateau", "-warmup_steps", "0", "-eval_freq", "9", "-max_eval_videos", "1",
+                    *flags])
+        return torch.load(tmp_path / folder / "checkpoint_final.tar", weights_only=True)
+
+    from_released = run("init", "-epochs", "1", "-init_from", str(released))
+    steps = from_released["step"]
+    assert steps == native["step"] // 2  # one epoch of this run (the native run had two): counted from 0
+    assert all(s["step"] == steps for s in from_released["optimizer"]["state"].values())  # a fresh optimizer
+    for key, value in native["model"].items():
+        if value.is_floating_point() and "running_" not in key:  # BatchNorm statistics move in any training
+            assert torch.allclose(from_released["model"][key], value, rtol=0, atol=1e-6), key
+    assert "Initialised from the released sttran weights" in (tmp_path / "init" / "logfile.txt").read_text()
+    from_native = run("init_native", "-epochs", "1", "-init_from", str(native_path))
+    via_resume = run("resume", "-epochs", "1", "-resume_from", str(released))
+    for other in (from_native, via_resume):
+        for key, value in from_released["model"].items():
+            assert torch.equal(other["model"][key], value), key
+    assert "is a released reference checkpoint: it holds weights only" in \
+        (tmp_path / "resume" / "logfile.txt").read_text()
+    # The same command line resumed (a requeued job): the run's own checkpoint, -init_from unused.
+    continued = run("init", "-epochs", "2", "-init_from", str(released), "-resume_from", "latest")
+    assert continued["step"] == 2 * steps
+    assert "-init_from" in (log := (tmp_path / "init" / "logfile.txt").read_text()) and "not used" in log
+
+    bad = tmp_path / "bad.tar"
+    torch.save({"state_dict": {"vr_fc.weight": torch.zeros(2)}}, bad)
+    with pytest.raises(SystemExit, match=rf"{bad}: .*are not in the file"):
+        run("bad", "-epochs", "1", "-init_from", str(bad))
+    for flags, message in ((["-init_from", str(tmp_path / "missing.tar")], "-init_from: file not found"),
+                           (["-init_from", str(released), "-resume_from", str(native_path)], "both give the weights")):
+        with pytest.raises(SystemExit):
+            run("refused", "-epochs", "1", *flags)
+        assert message in capsys.readouterr().err
