@@ -1,12 +1,16 @@
-"""Released reference checkpoints ({'state_dict': ...} in STTran's / STKET's key names) through the entry points a
-user runs: test.py as a subprocess evaluates one and gets exactly the recalls the same weights give from the
-project's own checkpoint; train.py -init_from / -resume_from start a new run from exactly those weights.
+"""Released reference checkpoints ({'state_dict': ...} in STTran's / TEMPURA's / STKET's key names, TEMPURA's
+memories beside) through the entry points a user runs: test.py as a subprocess evaluates one and gets exactly the
+recalls the same weights give from the project's own checkpoint; train.py -init_from / -resume_from start a new run
+from exactly those weights.
 
-The released files are made from a tiny trained run: its weights renamed to the reference's keys by inverting the
-import's rules on the key manifest of the reference build (tests/vidsgg/fixtures/), as a released file would name
-them (the object classifier the reference builds in every mode included, at its paper shapes)."""
+The released files are made from tiny trained runs: their weights renamed to the reference's keys by inverting the
+import's rules on the key manifest of the reference build (tests/vidsgg/fixtures/), as a released file names them
+(with the object classifier the reference builds in every mode, at its paper shapes). The inversion uses the
+import's own rules, so these tests guard the scripts' paths; that the rules put each reference tensor in the right
+place is test_vidsgg_reference.py's (outputs equal to the reference code's)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,23 +27,38 @@ from tests.vidsgg.reference_weights import rule_tensor
 FIXTURES = Path(__file__).parent / "fixtures"
 WIDTHS = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
           "-hidden_dim", "32", "-num_heads", "4", "-union_dim", "16"]
+MIXTURES = 2  # TEMPURA's
 MODELS = {
     "sttran": ["-model", "sttran", "-temporal_layer", "1"],
+    "tempura": ["-model", "tempura", "-temporal_layer", "1", "-num_mixtures", str(MIXTURES), "-mem_feat_lambda", "0.3"],
     "stket": ["-model", "stket", "-enc_layer_num", "1", "-dec_layer_num", "1", "-use_spatial_prior",
               "-use_temporal_prior", "-pred_contact_threshold", "0.5"],
 }
 
 
-def reference_state_dict(weights: dict, name: str) -> dict:
-    """The project's weights under the reference's key names (the inverse of import_reference's renaming, read off
-    the reference build's manifest), plus the reference's PredCLS-unused object classifier at its paper shapes."""
+def released_file(weights: dict, name: str) -> dict:
+    """The project's weights as the reference's released file: {'state_dict'} under the reference's key names (the
+    inverse of import_reference's renaming, read off the reference build's manifest) with the PredCLS-unused object
+    classifier the reference builds, at its paper shapes; TEMPURA: per-component GMM layers, memories beside."""
+    weights = dict(weights)
     manifest = torch.load(FIXTURES / f"{name}.pt", weights_only=True)["modes"]["predcls"]["manifest"]
     theirs = {_rename(key, RULES[name]): key for key in manifest}
+    released = {}
+    if name == "tempura":  # our stacked mean/variance/weight layers -> the reference's mu_k / var_k / pi_k
+        stacked = [k for k in weights if re.fullmatch(r"gmm\.\w+\.(mean|variance|weight)\.(weight|bias)", k)]
+        for key in stacked:
+            head, kind, part = key.rsplit(".", 2)
+            short = {"mean": "mu", "variance": "var", "weight": "pi"}[kind]
+            for k, chunk in enumerate(weights.pop(key).chunk(MIXTURES)):
+                weights[f"{head}.heads.{short}_{k + 1}.{part}"] = chunk
+        released["rel_memory"] = {m.group(1): weights.pop(k) for k in list(weights)
+                                  if (m := re.fullmatch(r"rel_memory\.(\w+)_prototypes", k))}
+        weights.pop("rel_memory.ready")
     missing = [k for k in weights if k not in theirs and not k.endswith("num_batches_tracked")]
     assert not missing, f"no reference name for {missing}"
     state = {theirs[k]: v for k, v in weights.items() if k in theirs}
     state.update({k: rule_tensor(k, shape) for k, shape in manifest.items() if k.startswith("object_classifier.")})
-    return state
+    return {"state_dict": state, **released}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +85,7 @@ def test_test_script_evaluates_a_released_checkpoint_as_its_native_one(name, tra
     run = trained[name]
     native = torch.load(run / "checkpoint_final.tar", weights_only=True)
     released = tmp_path / "predcls.tar"
-    torch.save({"state_dict": reference_state_dict(native["model"], name)}, released)
+    torch.save(released_file(native["model"], name), released)
     data = ["-data_path", str(train_data), "-cache_dir", str(train_data / "cache"), *WIDTHS[:6]]  # + backbone
     ours = run_test_script(*data, "-model_path", str(run / "checkpoint_final.tar"), "-output", str(tmp_path / "ours"))
     assert ours.returncode == 0, ours.stderr[-3000:]
@@ -91,7 +110,7 @@ def test_train_script_starts_from_a_released_checkpoint(trained, train_data, tmp
     native_path = trained["sttran"] / "checkpoint_final.tar"
     native = torch.load(native_path, weights_only=True)
     released = tmp_path / "predcls.tar"
-    torch.save({"state_dict": reference_state_dict(native["model"], "sttran")}, released)
+    torch.save(released_file(native["model"], "sttran"), released)
 
     def run(folder, *flags):
         train.main(["-data_path", str(train_data), "-save_path", str(tmp_path / folder), "-cache_dir",
