@@ -148,7 +148,8 @@ class FeatureExtractor(nn.Module):
         return sha.hexdigest()[:16]
 
     def scale_for(self, height: int, width: int) -> float:
-        """Resize factor: short side to image_size, long side at most max_size (the reference's rule)."""
+        """Resize factor: short side to image_size, long side at most max_size (Faster R-CNN's rule; STTran's
+        prep_im_for_blob has the cap commented out, which a -max_size above every frame's reproduces)."""
         scale = self.image_size / min(height, width)
         return min(scale, self.max_size / max(height, width))
 
