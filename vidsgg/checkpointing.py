@@ -28,6 +28,7 @@ import torch
 from common import checkpoint
 from vidsgg.features.backbone import channels
 from vidsgg.models.build import build_model
+from vidsgg.models.reference import ReferenceWeightsError, import_reference, is_reference_checkpoint
 from vidsgg.options import MODEL_FLAGS, parse_train_args
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ EXACT_FLAGS = ("lr", "batch_size", "accumulate_grad_batches", "weight_decay", "s
                "max_steps", "spatial_layer", "temporal_layer", "hidden_dim", "proj_dim", "embed_dim", "union_dim",
                "num_heads", "window", "bn_momentum", "word_vectors", "backbone_depth", "backbone_weights",
                "image_size", "max_size", "world_size")
-NEVER_COMPARED = ("save_path", "resume_from", "allow_config_change", "notices", "local_rank", "scenellm_stages")
+NEVER_COMPARED = ("save_path", "resume_from", "init_from", "allow_config_change", "notices", "local_rank",
+                  "scenellm_stages")
 
 
 class ResumeError(RuntimeError):
@@ -111,12 +113,28 @@ def resolve(spec: str | None, run_dir: Path) -> tuple[Path | None, dict | None]:
 def is_exact_resume(state: dict, args: argparse.Namespace) -> bool:
     """Same model, mode, dataset and SceneLLM stage: continue the run. Otherwise the checkpoint only initialises
     compatible weights (progressive training: predcls -> sgcls, vqvae -> stage1 -> stage2, Action Genome -> EASG).
-    A guide-format checkpoint that does not name its model or mode is taken to be of the current ones."""
+    A guide-format checkpoint that does not name its model or mode is taken to be of the current ones; a released
+    reference checkpoint (weights only) never continues a run."""
+    if is_reference_checkpoint(state):
+        return False
     saved = state.get("config", {})
     return (state.get("model_name") in (None, args.model) and state.get("mode") in (None, args.mode)
             and saved.get("dataset", args.dataset if state.get("format") == "guide" else "action_genome")
             == args.dataset and saved.get("scenellm_stage", getattr(args, "scenellm_stage", None))
             == getattr(args, "scenellm_stage", None))
+
+
+def load_released(model: torch.nn.Module, state: dict, path: str | os.PathLike, name: str,
+                  backbone_weights: str | None) -> None:
+    """The weights of a released reference checkpoint ({'state_dict'} in STTran's / TEMPURA's / STKET's key names,
+    TEMPURA's 'rel_memory' and 'object_memory' beside) into `model` (-model `name`); SGCLS/SGDET's class head comes
+    from the AG Faster R-CNN file given as -backbone_weights. Raises ReferenceWeightsError naming the file."""
+    detector = load(backbone_weights).get("model") if backbone_weights else None
+    try:
+        import_reference(state["state_dict"], model, name, detector=detector, rel_memory=state.get("rel_memory"),
+                         object_memory=state.get("object_memory"))
+    except ReferenceWeightsError as exc:
+        raise ReferenceWeightsError(f"{path}: {exc}") from exc
 
 
 def load_compatible(model: torch.nn.Module, weights: dict) -> tuple[list[str], list[str]]:

@@ -188,6 +188,10 @@ def train_parser() -> argparse.ArgumentParser:
         help="'latest' (the newest valid checkpoint in -save_path) or a checkpoint file: same model, mode and "
              "dataset = exact resume; another mode or dataset = its compatible weights only (progressive training, "
              "e.g. predcls -> sgcls, Action Genome -> EASG)")
+    add("-init_from", default=None,
+        help="start a new run from the weights of FILE: a released reference checkpoint ({'state_dict'} of "
+             "STTran/TEMPURA/STKET) or a checkpoint of this project; fresh optimizer and schedule, step 0. With "
+             "-resume_from latest: only while the run has no checkpoint of its own")
     add("-allow_config_change", type=str2bool, default=False,
         help="resume exactly although flags that change the training maths (lr, batch size, ...) differ")
     add("-early_stopping_patience", type=int, default=0, help="stop after N evaluations without improvement (0 = off)")
@@ -282,6 +286,13 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
                      "launched with several processes: pass -distributed True")
     if training and str(args.resume_from).lower() in ("latest", "auto", "last") and not args.save_path:
         parser.error(f"-resume_from {args.resume_from} needs -save_path RUN (the folder of the run to continue)")
+    if training and args.init_from is not None:
+        if not Path(args.init_from).is_file():
+            parser.error(f"-init_from: file not found: {args.init_from}")
+        if args.resume_from is not None and str(args.resume_from).lower() not in ("latest", "auto", "last"):
+            parser.error(f"-init_from {args.init_from} and -resume_from {args.resume_from} both give the weights to "
+                         "start from: give one (-resume_from latest goes with -init_from: the run's own checkpoint "
+                         "once it has one)")
     args.notices = notices
     return args
 
@@ -342,6 +353,8 @@ def _validate_scenellm_stage(args: argparse.Namespace, parser: argparse.Argument
         if args.resume_from is not None and str(args.resume_from).lower() not in ("latest", "auto", "last"):
             parser.error("-resume_from FILE starts one stage from a checkpoint: add -scenellm_stage vqvae|stage1|"
                          "stage2 (without it train.py runs the stages in turn; -resume_from latest continues them)")
+        if args.init_from is not None:
+            parser.error("-init_from FILE starts one stage from its weights: add -scenellm_stage vqvae|stage1|stage2")
         if final == "stage1" and args.stage2_iterations is not None:
             parser.error("-stage2_iterations applies to stage2")
         if final == "stage2" and args.stage1_iterations is not None:

@@ -22,7 +22,7 @@ from vidsgg import checkpointing
 from vidsgg.passes import load_detections, make_store
 from vidsgg.evaluation import CONSTRAINTS, KS, skipped_evaluations
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
-from vidsgg.models.reference import ReferenceWeightsError, import_reference, is_reference_checkpoint
+from vidsgg.models.reference import ReferenceWeightsError, is_reference_checkpoint
 from vidsgg.options import MODEL_FLAGS, test_parser, validate
 from vidsgg.tasks import task_for
 
@@ -69,12 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
         if released is None:
             logger.info("Evaluating the untrained %s (random weights, seed %d).", args.model, args.seed)
         else:
-            detector = (checkpointing.load(args.backbone_weights).get("model") if args.backbone_weights else None)
             try:
-                import_reference(released["state_dict"], model, args.model, detector=detector,
-                                 rel_memory=released.get("rel_memory"), object_memory=released.get("object_memory"))
+                checkpointing.load_released(model, released, args.model_path, args.model, args.backbone_weights)
             except ReferenceWeightsError as exc:
-                parser.error(f"{args.model_path}: {exc}")
+                parser.error(str(exc))
             logger.info("Evaluating the released %s weights %s (%s).", args.model, args.model_path, args.mode)
     else:
         mismatch = [f"-{k} {getattr(args, k)} (trained with {trained.get(k)})" for k in BACKBONE_FLAGS

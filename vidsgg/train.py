@@ -3,6 +3,7 @@
     python vidsgg/train.py -mode predcls -model sttran -data_path DIR -lr 1e-4 -epochs 10 -save_path RUN
     python vidsgg/train.py -mode sgcls -model sttran -resume_from RUN/checkpoint_best.tar   # progressive
     python vidsgg/train.py -mode predcls -model sttran -save_path RUN -resume_from latest  # continue RUN
+    python vidsgg/train.py -mode predcls -model sttran -init_from predcls.tar   # from STTran's released weights
     torchrun --nproc_per_node=4 vidsgg/train.py -mode predcls -model sttran -distributed True
 
 Writes into the run folder: logfile.txt, tensorboard/, config.json, checkpoint_step_S.tar (resumable, newest
@@ -42,6 +43,7 @@ from vidsgg.passes import (first_good_entry, load_detections, make_store, memory
                            trainable_names, video_loss)
 from vidsgg.evaluation import skipped_evaluations
 from vidsgg.models.build import build_model, word_table
+from vidsgg.models.reference import ReferenceWeightsError, is_reference_checkpoint
 from vidsgg.options import parse_train_args
 from vidsgg.tasks import task_for
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.scenellm_stages:
             return train_scenellm_stages(args, info)
         return train(args, info)
-    except ResumeError as exc:
+    except (ResumeError, ReferenceWeightsError) as exc:
         raise SystemExit(f"vidsgg/train.py: error: {exc}") from exc
     finally:
         dist.cleanup()
@@ -103,6 +105,13 @@ def train(args: argparse.Namespace, info) -> dict:
     if resume_file is None and args.resume_from is not None:  # 'latest': the newest valid checkpoint of the run
         path, state = checkpointing.resolve(args.resume_from, run_dir)
         exact = state is not None and checkpointing.is_exact_resume(state, args)
+    if state is not None and is_reference_checkpoint(state):
+        logger.info("-resume_from %s is a released reference checkpoint: it holds weights only (no optimizer, "
+                    "schedule or step), so this is a new run from those weights at step 0, as -init_from does.", path)
+    if args.init_from and exact:
+        logger.info("-init_from %s not used: the run continues from its own checkpoint %s.", args.init_from, path)
+    elif args.init_from:  # no checkpoint of the run yet (-resume_from latest) or no -resume_from
+        path, state = Path(args.init_from), checkpointing.load(args.init_from)
     checkpointing.check_fresh_run_folder(run_dir, path if exact else None)
     if exact and state.get("format") != "guide":  # the guide's format has no schedule to keep exact
         checkpointing.check_resume_config(state["config"], {**vars(args), "world_size": info.world_size},
@@ -177,10 +186,8 @@ def train(args: argparse.Namespace, info) -> dict:
         checkpoint.set_rng_state(state["rng"][info.rank])
         logger.info("Resumed from %s at epoch %d, step %d (batch %d of the epoch)", path, start_epoch, step,
                     batches_done)
-    elif state is not None:
-        loaded, skipped = checkpointing.load_compatible(model, state["model"])
-        logger.info("Progressive training: %d tensors from %s (%s %s), %d skipped: %s", len(loaded), path,
-                    state.get("model_name"), state.get("mode"), len(skipped), skipped[:6])
+    elif state is not None:  # weights only: -init_from, a released file, or another mode/model (progressive)
+        initialise_from(model, path, state, args, logger)
     ddp_model, wrapped_for = model, None
     written: list[Path] = []  # files this run wrote: the only ones pruning may delete
 
@@ -351,6 +358,21 @@ def validation_loss(model, task, dataset, store, args: argparse.Namespace, devic
             total, count = total + float(video_loss(model, entry, args.bce_loss)[0]), count + 1
     model.train(was_training)
     return total / count if count else float("nan")
+
+
+def initialise_from(model, path: Path, state: dict, args: argparse.Namespace, logger) -> None:
+    """A new run from the weights of `state` (read from `path`), with a fresh optimizer and schedule: a released
+    reference checkpoint through the reference's key mapping (every tensor, or an error listing the keys); a
+    checkpoint of this project through its tensors whose names and shapes match."""
+    if is_reference_checkpoint(state):
+        checkpointing.load_released(model, state, path, args.model, args.backbone_weights)
+        logger.info("Initialised from the released %s weights %s (%s): every tensor of the model; fresh optimizer "
+                    "and schedule from step 0.", args.model, path, args.mode)
+        return
+    loaded, skipped = checkpointing.load_compatible(model, state["model"])
+    kind = "Initialised" if args.init_from else "Progressive training"
+    logger.info("%s: %d tensors from %s (%s %s), %d skipped: %s; fresh optimizer and schedule from step 0.", kind,
+                len(loaded), path, state.get("model_name"), state.get("mode"), len(skipped), skipped[:6])
 
 
 def resume_from_guide_format(state: dict, model, optimizer, scheduler, args, info, videos_per_rank) -> int:

@@ -6,7 +6,7 @@ import torchvision
 
 from vidsgg.data.action_genome import ActionGenome
 from vidsgg.data.entries import build_entry
-from vidsgg.features.backbone import FeatureExtractor
+from vidsgg.features.backbone import IMAGENET_MEAN, IMAGENET_STD, FeatureExtractor
 from vidsgg.features.cache import FeatureStore
 from vidsgg.features.masks import spatial_masks
 from vidsgg.features.word_vectors import load_glove, parse_word_vectors
@@ -124,3 +124,34 @@ def test_jwyang_faster_rcnn_checkpoint_loads_into_the_backbone(tmp_path):
     torch.save({"model": state}, tmp_path / "broken.pth")
     with pytest.raises(ValueError, match="broken.pth: backbone weights lack"):
         FeatureExtractor(18, tmp_path / "broken.pth")
+
+
+def test_jwyang_weights_run_in_their_caffe_layout_and_input(tmp_path):
+    """jwyang's ResNet (STTran's fasterRCNN/lib/model/faster_rcnn/resnet.py) strides in the 1×1 conv1 of each
+    stage's first bottleneck, max-pools with padding 0 and ceil_mode, and reads BGR 0–255 minus the Caffe means:
+    its weights run so; torchvision weights keep torchvision's layout and ImageNet normalisation."""
+    resnet = torchvision.models.resnet50(weights=None)
+    index = {"conv1": "RCNN_base.0", "bn1": "RCNN_base.1", "layer1": "RCNN_base.4", "layer2": "RCNN_base.5",
+             "layer3": "RCNN_base.6", "layer4": "RCNN_top.0"}
+    torch.save({"model": {f"{index[k.split('.')[0]]}.{k.split('.', 1)[1]}": v for k, v in resnet.state_dict().items()
+                          if not k.startswith("fc.")}}, tmp_path / "faster_rcnn_ag.pth")
+    torch.save(resnet.state_dict(), tmp_path / "resnet50.pth")
+    caffe, ours = FeatureExtractor(50, tmp_path / "faster_rcnn_ag.pth"), FeatureExtractor(50, tmp_path / "resnet50.pth")
+    for extractor, strided, plain in ((caffe, "conv1", "conv2"), (ours, "conv2", "conv1")):
+        for stage in (extractor.base[5], extractor.base[6], extractor.head):
+            assert getattr(stage[0], strided).stride == (2, 2) and getattr(stage[0], plain).stride == (1, 1)
+            assert all(block.conv1.stride == block.conv2.stride == (1, 1) for block in stage[1:])
+    assert (caffe.base[3].padding, caffe.base[3].ceil_mode) == (0, True)
+    assert (ours.base[3].padding, ours.base[3].ceil_mode) == (1, False)
+    rgb = np.full((4, 6, 3), (200, 100, 50), dtype=np.uint8)
+    image, _ = caffe.prepare([rgb])
+    assert torch.allclose(image[0, :, 0, 0], torch.tensor([50 - 102.9801, 100 - 115.9465, 200 - 122.7717]),
+                          atol=1e-3)
+    image, _ = ours.prepare([rgb])
+    assert torch.allclose(image[0, :, 0, 0], (torch.tensor([200, 100, 50]) / 255 - torch.tensor(IMAGENET_MEAN))
+                          / torch.tensor(IMAGENET_STD), atol=1e-5)
+    assert caffe.digest() != ours.digest()  # same tensors, other features: another cache key
+    # The stride's place changes the features: conv1 subsamples before the 3×3 sees the map (torchvision: after).
+    images = torch.randn(1, 3, 64, 64)
+    assert caffe.base(images).shape == ours.base(images).shape == (1, 1024, 4, 4)
+    assert not torch.allclose(caffe.base(images), ours.base(images), atol=1e-3)
