@@ -104,7 +104,7 @@ def bench_training(runs: int, quick: bool) -> list[dict]:
     from vidsgg.data.action_genome import ActionGenome
     from vidsgg.passes import make_store, prepare_entry, video_loss
     from vidsgg.models.build import build_model
-    from vidsgg.options import parse_train_args
+    from vidsgg.option_checks import parse_train_args
     from vidsgg.synth import write_dataset
 
     with tempfile.TemporaryDirectory() as tmp:

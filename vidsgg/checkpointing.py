@@ -29,7 +29,8 @@ from common import checkpoint
 from vidsgg.features.backbone import channels
 from vidsgg.models.build import build_model
 from vidsgg.models.reference import ReferenceWeightsError, import_reference, is_reference_checkpoint
-from vidsgg.options import MODEL_FLAGS, parse_train_args
+from vidsgg.options import MODEL_FLAGS
+from vidsgg.option_checks import parse_train_args
 
 log = logging.getLogger(__name__)
 

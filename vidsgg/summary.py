@@ -14,7 +14,8 @@ import torchvision
 
 from vidsgg.features.backbone import channels
 from vidsgg.models.build import build_model
-from vidsgg.options import train_parser, validate
+from vidsgg.options import train_parser
+from vidsgg.option_checks import validate
 
 
 def count(module: torch.nn.Module) -> int:

@@ -23,7 +23,8 @@ from vidsgg.passes import load_detections, make_store
 from vidsgg.evaluation import CONSTRAINTS, KS, skipped_evaluations
 from vidsgg.models.build import build_model, model_flags, model_from_checkpoint, word_table
 from vidsgg.models.reference import ReferenceWeightsError, is_reference_checkpoint
-from vidsgg.options import MODEL_FLAGS, test_parser, validate
+from vidsgg.options import MODEL_FLAGS, test_parser
+from vidsgg.option_checks import validate
 from vidsgg.tasks import task_for
 
 BACKBONE_FLAGS = ("backbone_depth", "backbone_weights", "image_size", "max_size")

@@ -44,7 +44,7 @@ from vidsgg.passes import (first_good_entry, load_detections, make_store, memory
 from vidsgg.evaluation import skipped_evaluations
 from vidsgg.models.build import build_model, word_table
 from vidsgg.models.reference import ReferenceWeightsError, is_reference_checkpoint
-from vidsgg.options import parse_train_args
+from vidsgg.option_checks import parse_train_args
 from vidsgg.tasks import task_for
 
 

@@ -79,7 +79,7 @@ def test_simple_and_complete_training_commands(data, tmp_path):
 
 def test_parameter_tables_are_the_defaults():
     """Guide lines 50-106: the defaults of the two parameter tables (STTran's own are named in the README)."""
-    from vidsgg.options import parse_train_args
+    from vidsgg.option_checks import parse_train_args
     args = parse_train_args([])
     assert (args.mode, args.model, args.datasize, args.lr, args.batch_size, args.epochs) == \
         ("predcls", "sttran", "large", 1e-4, 1, 100)
@@ -281,7 +281,7 @@ def test_automatic_checkpoints_and_resume(data, tmp_path):
 
 def test_troubleshooting_flags_exist():
     """Lines 450-457: -clip_grad 5.0, -warmup_steps 1000, -batch_size 1 are flags of train.py."""
-    from vidsgg.options import parse_train_args
+    from vidsgg.option_checks import parse_train_args
     args = parse_train_args(["-clip_grad", "5.0", "-warmup_steps", "1000", "-batch_size", "1"])
     assert (args.clip_grad, args.warmup_steps, args.batch_size) == (5.0, 1000, 1)
     text = "\n".join(guide_lines(PROJECT)[449:457])

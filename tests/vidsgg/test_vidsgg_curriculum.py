@@ -4,7 +4,7 @@ import pytest
 
 from vidsgg.data.action_genome import ActionGenome
 from vidsgg.data.curriculum import Curriculum, stage_fraction, video_difficulty
-from vidsgg.options import parse_train_args
+from vidsgg.option_checks import parse_train_args
 
 from tests.vidsgg.test_vidsgg_train import run
 

@@ -15,7 +15,7 @@ from vidsgg.easg.model import EASGConfig, EASGSTTran
 from vidsgg.models.sttran import STTran, STTranConfig
 from vidsgg import test as test_script
 from vidsgg.models.build import build_model, word_table
-from vidsgg.options import parse_train_args
+from vidsgg.option_checks import parse_train_args
 
 from tests.vidsgg.test_vidsgg_train import TINY, run
 

@@ -18,7 +18,7 @@ from vidsgg import test as test_script
 from vidsgg import train
 from vidsgg.features.backbone import channels
 from vidsgg.models.build import build_model
-from vidsgg.options import parse_train_args
+from vidsgg.option_checks import parse_train_args
 from tests.state_compare import assert_same_state
 
 TINY = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",

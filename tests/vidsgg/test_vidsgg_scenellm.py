@@ -12,7 +12,8 @@ from vidsgg.models.build import build_model
 from vidsgg.models.scenellm import SceneLLM
 from vidsgg.models.scenellm.ot import sinkhorn
 from vidsgg.models.scenellm.sia import cophenetic_distance
-from vidsgg.options import parse_train_args, train_parser, validate
+from vidsgg.options import train_parser
+from vidsgg.option_checks import parse_train_args, validate
 
 from tests.vidsgg.test_vidsgg_models import tiny_entry
 from tests.vidsgg.test_vidsgg_train import TINY, ckpt, run

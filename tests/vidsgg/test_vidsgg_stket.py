@@ -19,7 +19,8 @@ from vidsgg.data.action_genome import ActionGenome
 from vidsgg.models.build import build_model
 from vidsgg.models.priors import PriorFileError, count_priors, read_prior_file, write_prior_file
 from vidsgg.models.stket import STKET, object_history
-from vidsgg.options import train_parser, validate
+from vidsgg.options import train_parser
+from vidsgg.option_checks import validate
 from vidsgg.scripts import compute_priors
 
 from tests.vidsgg.test_vidsgg_models import tiny_entry

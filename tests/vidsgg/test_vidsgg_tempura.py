@@ -8,7 +8,8 @@ import torch
 from vidsgg import test as test_script
 from vidsgg.models.build import build_model
 from vidsgg.models.tempura_parts import euclidean_contrastive_loss, supervised_contrastive_loss
-from vidsgg.options import train_parser, validate
+from vidsgg.options import train_parser
+from vidsgg.option_checks import validate
 
 from tests.vidsgg.test_vidsgg_models import tiny_entry
 from tests.vidsgg.test_vidsgg_train import TINY, ckpt, run

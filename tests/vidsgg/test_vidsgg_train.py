@@ -17,7 +17,8 @@ from vidsgg.synth import write_dataset
 from vidsgg import test as test_script
 from vidsgg import train
 from vidsgg.models.build import build_model, word_table
-from vidsgg.options import parse_train_args, train_parser
+from vidsgg.options import train_parser
+from vidsgg.option_checks import parse_train_args
 
 TINY = ["-backbone_depth", "18", "-image_size", "40", "-max_size", "56", "-proj_dim", "16", "-embed_dim", "8",
         "-hidden_dim", "32", "-temporal_layer", "1", "-num_heads", "4", "-union_dim", "16",

@@ -76,7 +76,7 @@ def build_stket(args: argparse.Namespace, base: STTranConfig, words: torch.Tenso
     flags = model_flags(args, "stket")
     prior_path = flags.pop("prior_path", None)
     config = STKETConfig(**vars(base), **flags)
-    uses_prior = config.use_spatial_prior or config.use_temporal_prior  # flag combinations: options.validate
+    uses_prior = config.use_spatial_prior or config.use_temporal_prior  # flag combinations: option_checks.validate
     if not uses_prior or torch.empty(()).device.type == "meta":
         return STKET(config, words)
     path = Path(prior_path) if prior_path else Path(args.data_path) / "TrainPrior.json"

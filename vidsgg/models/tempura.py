@@ -220,7 +220,7 @@ class TEMPURA(STTran):
                 keep = (mean_aleatoric <= self.config.uncertainty_threshold).float()
             for name in CATEGORIES:
                 weights = labels[name] * keep[:, None]
-                if kind != "simple":  # options.validate: needs the GMM heads
+                if kind != "simple":  # option_checks.validate: needs the GMM heads
                     uncertainty = {"al": pred[f"{name}_aleatoric"], "ep": pred[f"{name}_epistemic"],
                                    "both": pred[f"{name}_aleatoric"] + pred[f"{name}_epistemic"]}[kind]
                     weights = weights * uncertainty[has_gt].exp()
