@@ -54,6 +54,32 @@ def test_unet_shapes_and_light_dependence():
     assert a.shape == (2, 1, 32, 32) and not torch.allclose(a, b)
 
 
+# The seeded test-size UNet's velocity at two rows of its output (fp32 CPU). They change when any layer of the
+# forward changes: the embedding, a block, a skip, the condition encoder or the output skip.
+GOLDEN_ROW_0 = [-0.503301, 0.929035, -0.664007, -0.88114, -0.4847, 0.906735]
+GOLDEN_ROW_16 = [0.878036, 0.089867, 1.898876, -0.874936, 0.70916, -0.064709]
+
+
+def test_seeded_unet_reproduces_its_golden_velocity():
+    torch.manual_seed(0)
+    model = build_model("unet", 32).eval()
+    assert sum(p.numel() for p in model.parameters()) == 231457
+    with torch.no_grad():  # off the zero initialisation, so that every residual branch contributes
+        weights = torch.Generator().manual_seed(1)
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn(param.shape, generator=weights))
+        inputs = torch.Generator().manual_seed(2)
+        x_t = torch.randn(1, 1, 32, 32, generator=inputs)
+        mask = (torch.rand(1, 1, 32, 32, generator=inputs) > 0.5).float()
+        object_image = torch.rand(1, 3, 32, 32, generator=inputs)
+        cond = model.encode_condition(mask, object_image)
+        velocity = model(x_t, torch.tensor([0.7]), cond, torch.tensor([30.0]), torch.tensor([120.0]),
+                         torch.tensor([4.0]))
+    close = dict(atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(velocity[0, 0, 0, :6], torch.tensor(GOLDEN_ROW_0), **close)
+    torch.testing.assert_close(velocity[0, 0, 16, 10:16], torch.tensor(GOLDEN_ROW_16), **close)
+
+
 class ExactVelocity(torch.nn.Module):
     """A stand-in denoiser that knows x0: its velocity (x_t - x0) / t is exact for a point-mass data set."""
 
