@@ -112,14 +112,6 @@ def main(argv=None) -> dict:
     if flags.deterministic:
         set_deterministic(True)
     seed_everything(flags.seed, info.rank)
-    writer = Writer(os.path.join(args.workspace, "tensorboard"))
-    if info.is_main:
-        save_config(config, os.path.join(args.workspace, "config.json"))
-    tracker = start_tracking(flags.enable_mlflow and info.is_main, args.workspace,
-                             {"config": config, "settings": vars(flags), "world_size": info.world_size},
-                             run_id=saved.get("mlflow_run_id") if saved is not None else None)
-    tracker.artifact(os.path.join(args.workspace, "config.json"))
-    precision = amp.parse_precision(config["train"]["mixed_precision_dtype"] if flags.enable_mixed_precision else "fp32")
 
     # ---------------------------------------------------------------- data
     data_cfg = config["data"]
@@ -140,6 +132,17 @@ def main(argv=None) -> dict:
                                                          data_cfg["strict"]))
                 for i, entry in enumerate(data_cfg["val_datasets"])]
     bad_samples = BadSampleCounter()
+
+    # ---------------------------------------------------------------- logging (after the data: a missing dataset
+    # folder stops the run before a TensorBoard or MLflow run exists for it)
+    writer = Writer(os.path.join(args.workspace, "tensorboard"))
+    if info.is_main:
+        save_config(config, os.path.join(args.workspace, "config.json"))
+    tracker = start_tracking(flags.enable_mlflow and info.is_main, args.workspace,
+                             {"config": config, "settings": vars(flags), "world_size": info.world_size},
+                             run_id=saved.get("mlflow_run_id") if saved is not None else None)
+    tracker.artifact(os.path.join(args.workspace, "config.json"))
+    precision = amp.parse_precision(config["train"]["mixed_precision_dtype"] if flags.enable_mixed_precision else "fp32")
 
     # ---------------------------------------------------------------- model, optimizer, EMA
     # Pretrained parts come from model.vit_weights / model.edgenext_weights, or with everything else from

@@ -56,6 +56,7 @@ def test_line47_the_guides_config_names_what_is_missing_here(tmp_path):
     assert "train.py: error: Dataset folder not found: data" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "ws" / "checkpoint").exists()  # stopped before building anything
+    assert not (tmp_path / "ws" / "mlflow.db").exists() and not (tmp_path / "ws" / "tensorboard").exists()
 
 
 @pytest.mark.slow
