@@ -49,6 +49,10 @@ class LAQConfig:
     interpolated) and a residual, future = first warped by the field + residual, so a latent action that says
     "this region moves left" acts on any content. For "residual" and "warp" the output layers start at zero:
     training starts from the copy-frame baseline.
+    warp_residual_scale: "warp" only: future = warped first + warp_residual_scale * residual. Below 1 the residual
+    moves slower (Adam steps the weights by the lr whatever the scale, so the residual's output changes this many
+    times slower) and the motion field, which only the codes can point the right way, explains the change first;
+    0 is a pure warp.
     init_from: a checkpoint (LAPA's or ours) whose weights start a new run (not a resume: new optimizer, step 0).
     """
     name: str = "laq_lapa"
@@ -67,6 +71,7 @@ class LAQConfig:
     ff_dropout: float = 0.0
     lapa_compat: bool = False
     decoder_output: str = "frame"
+    warp_residual_scale: float = 1.0
     init_from: Optional[str] = None
     nsvq: NSVQConfig = field(default_factory=NSVQConfig)
 
@@ -137,6 +142,8 @@ class LatentActionQuantization(nn.Module):
         self.dec_spatial_transformer = Transformer(depth=cfg.spatial_depth, cross_attn=True, **stack)
         if cfg.decoder_output not in ("frame", "residual", "warp"):
             raise ValueError(f"model.decoder_output={cfg.decoder_output!r}; use 'frame', 'residual' or 'warp'")
+        if cfg.warp_residual_scale < 0:
+            raise ValueError(f"model.warp_residual_scale={cfg.warp_residual_scale} must be >= 0")
         self.to_pixels = ToPixels(cfg.patch_size, cfg.channels, cfg.dim)
         # "warp": one motion vector (x, y in pixels) per patch, interpolated to every pixel: a smooth field, so a
         # latent action that moves a region acts the same on any content.
@@ -183,7 +190,7 @@ class LatentActionQuantization(nn.Module):
             return first + pixels
         flow = self.to_flow(tokens).permute(0, 3, 1, 2)  # (B, 2, h, w) pixels, at patch centres
         flow = F.interpolate(flow, size=first.shape[-2:], mode="bilinear", align_corners=False)
-        return warp(first, flow) + pixels
+        return warp(first, flow) + self.cfg.warp_residual_scale * pixels
 
     def forward(self, first: torch.Tensor, future: torch.Tensor) -> dict:
         """first, future: (B, 3, H, W) in [0, 1].

@@ -2,6 +2,7 @@
 bias against the reference formulas, and NSVQ replacement."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -194,3 +195,22 @@ def test_encoder_mixes_time_first_frame_tokens_see_the_future():
         a2, _ = model.encode(model.patch_embed(first), model.patch_embed(future.flip(-1)), bias)
     assert (a1 - a2).abs().max() > 1e-3
     assert len(model.enc_temporal_transformer.layers) == model.cfg.temporal_depth >= 1
+
+
+def test_warp_residual_scale_multiplies_the_residual_only():
+    """decoder_output=warp: future = warp(first, flow) + warp_residual_scale * residual; 0 leaves a pure warp,
+    which a zero flow makes exactly frame t. A negative scale is an error naming the key."""
+    torch.manual_seed(0)
+    first, future = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    outputs = {}
+    for scale in (1.0, 0.25, 0.0):
+        torch.manual_seed(1)
+        model = LatentActionQuantization(LAQConfig(**TINY, decoder_output="warp", warp_residual_scale=scale)).eval()
+        torch.nn.init.normal_(model.to_pixels.proj.weight, std=0.1)  # a non-zero residual, a zero flow
+        outputs[scale] = model(first, future)["recon"]
+    residual = outputs[1.0] - first
+    assert residual.abs().max() > 0.01
+    assert torch.allclose(outputs[0.25] - first, 0.25 * residual, atol=1e-5)
+    assert torch.allclose(outputs[0.0], first, atol=1e-5)
+    with pytest.raises(ValueError, match="model.warp_residual_scale"):
+        LatentActionQuantization(LAQConfig(**TINY, decoder_output="warp", warp_residual_scale=-1.0))

@@ -14,7 +14,7 @@ from laq.config_schema import compose_config
 from laq.train import run
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 200  # the README's recommended run is 600 steps (3 CPU-minutes); 200 keep the test near one
+STEPS = 200  # the README's recommended run is 600 steps (2-3 CPU-minutes); 200 keep the test near one
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,10 @@ def test_codes_carry_the_change_on_real_clips(real_frames, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert metrics["val/samples"] >= 80  # the held-out ends of the four clips, offset 8
-    # Measured (seed 42, one thread): gap 0.16 dB at step 200 (0.68 dB and val/psnr 24.27 > copy 24.04 at 600);
-    # beating copy-frame needs the full 600 steps (README), which this test does not spend.
-    assert metrics["val/shuffled_codes_gap"] > 0.05, metrics
-    assert metrics["val/psnr"] > metrics["val/copy_psnr"] - 1.0
+    # Measured (seed 42, one thread, 200 steps, the cosine decay over those 200): gap 0.28 dB, val/psnr 23.92 vs copy
+    # 24.04; the README's 600 steps give 24.49 > 24.04 and a gap of 1.28 dB, which this test cannot afford.
+    assert metrics["val/shuffled_codes_gap"] > 0.15, metrics
+    assert metrics["val/psnr"] > metrics["val/copy_psnr"] - 0.5
     assert metrics["val/psnr"] - metrics["val/psnr_shuffled_codes"] == pytest.approx(
         metrics["val/shuffled_codes_gap"], abs=1e-6)
     assert metrics["val/unique_codes"] >= 6
