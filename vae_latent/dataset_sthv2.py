@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -27,6 +28,9 @@ from common.seed import sample_rng
 from vae_latent.vanilla_vae_model import to_model_range
 
 log = logging.getLogger(__name__)
+
+# data_params.random_flips -> the dimensions of a (C, H, W) image that may be flipped: W (left-right), H (upside down).
+FLIP_DIMS = {"none": (), "horizontal": (2,), "both": (2, 1)}
 
 LABEL_FILE_NAMES = {"train": ("train.json", "something-something-v2-train.json"),
                     "val": ("validation.json", "something-something-v2-validation.json")}
@@ -142,12 +146,19 @@ class FrameDataset(Dataset):
     frames_per_video="one": one sample per video; the frame is drawn from sample_rng(seed, epoch, index), so a
     resumed run draws the same frames (call `set_epoch` each epoch); fixed_frame=True takes the middle frame
     instead (validation, so every evaluation sees the same images). "all": every frame of every video is a sample.
+
+    random_flips="horizontal" mirrors a sample left-right with probability 1/2, "both" also flips it upside down
+    with probability 1/2 (independently); drawn from sample_rng(seed, epoch, index) like the frame, so a resumed
+    run sees the same flips. "none" (the default, and always for validation) returns the frames as they are.
     """
 
     def __init__(self, videos: list[Video], image_size: int, frames_per_video: str = "one", seed: int = 0,
-                 strict: bool = False, fixed_frame: bool = False):
+                 strict: bool = False, fixed_frame: bool = False, random_flips: str = "none"):
         if frames_per_video not in ("one", "all"):
             raise ValueError(f"frames_per_video must be 'one' or 'all', got {frames_per_video!r}")
+        if random_flips not in FLIP_DIMS:
+            raise ValueError(f"random_flips must be one of {', '.join(FLIP_DIMS)}, got {random_flips!r}")
+        self.flip_dims = FLIP_DIMS[random_flips]
         self.videos, self.image_size, self.mode = videos, image_size, frames_per_video
         self.seed, self.fixed_frame, self.epoch = seed, fixed_frame, 0
         self.policy = BadSamplePolicy(strict)
@@ -171,6 +182,14 @@ class FrameDataset(Dataset):
             return index, n_frames // 2
         return index, int(sample_rng(self.seed, self.epoch, index).integers(n_frames))
 
+    def flips(self, index: int) -> list[int]:
+        """The image dimensions (of a (C, H, W) tensor) this sample is flipped along in this epoch."""
+        if not self.flip_dims:
+            return []
+        # A stream of its own (the extra key 1), so turning flips on does not change which frames "one" draws.
+        coins = np.random.default_rng([int(self.seed), int(self.epoch), int(index), 1]).random(len(self.flip_dims))
+        return [dim for dim, coin in zip(self.flip_dims, coins) if coin < 0.5]
+
     def __getitem__(self, index: int):
         video_index, frame_index = self.locate(index)
         path = self.videos[video_index].frames[frame_index]
@@ -178,6 +197,8 @@ class FrameDataset(Dataset):
             image = image_to_tensor(read_image(path, self.image_size))
         except BadSampleError as error:
             return self.policy.handle(path, error)
+        if flips := self.flips(index):
+            image = torch.flip(image, flips)
         return {"image": to_model_range(image), "video_index": torch.tensor(video_index),
                 "frame_index": torch.tensor(frame_index)}
 
@@ -194,7 +215,8 @@ def build_datasets(data_params: dict, image_size: int, seed: int) -> tuple[Frame
     if not train:
         raise ValueError(f"The training set is empty: the split by {how} leaves no training video among the "
                          f"{len(videos)} under {data_params['data_path']}.")
-    train_set = FrameDataset(train, image_size, data_params["frames_per_video"], seed, data_params["strict"])
+    train_set = FrameDataset(train, image_size, data_params["frames_per_video"], seed, data_params["strict"],
+                             random_flips=data_params["random_flips"])
     val_set = FrameDataset(val, image_size, data_params["frames_per_video"], seed, data_params["strict"],
                            fixed_frame=True)
     summary = (f"{layout} layout: {len(train)} train / {len(val)} val videos ({train_set.offsets[-1]} / "

@@ -42,6 +42,7 @@ class DataParams:
     max_val_videos: Optional[int] = 2000
     strict: bool = False                     # raise on a bad frame instead of skipping it
     baseline_fit_frames: int = 1024          # training frames that fit the mean-image and PCA baselines (0: off)
+    random_flips: str = "none"               # training frames only: none | horizontal | both (+ vertical); not the guide's
 
 
 @dataclass
@@ -100,7 +101,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 # ---------------------------------------------------------------- checks that types cannot express
 
-_CHOICES = {"data_params.frames_per_video": ("one", "all"), "exp_params.precision": ("fp32", "bf16", "fp16"),
+_CHOICES = {"data_params.frames_per_video": ("one", "all"),
+            "data_params.random_flips": ("none", "horizontal", "both"), "exp_params.precision": ("fp32", "bf16", "fp16"),
             "trainer_params.gradient_clip_algorithm": ("norm", "value"), "model_params.name": ("VanillaVAE",)}
 _POSITIVE = ["model_params.in_channels", "model_params.latent_dim", "model_params.image_size",
              "data_params.train_batch_size", "data_params.val_batch_size", "trainer_params.max_epochs",

@@ -93,3 +93,31 @@ def test_bad_frame_is_skipped_or_raises_in_strict_mode(frames_data):
     assert batch["image"].shape[0] == 2 and len(batch["skipped"]) == 1
     with pytest.raises(BadSampleError, match="img_00000.jpg"):
         FrameDataset(videos, 16, "all", strict=True)[4]
+
+
+def test_random_flips_mirror_training_frames_repeatably_and_never_validation(frames_data):
+    videos, _ = discover_videos(frames_data)
+    plain = FrameDataset(videos, 16, "all", seed=5)
+    flipped = FrameDataset(videos, 16, "all", seed=5, random_flips="both")
+    seen = set()
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        flipped.set_epoch(epoch)
+        for index in range(len(plain)):
+            dims = flipped.flips(index)
+            seen.add(tuple(dims))
+            expected = torch.flip(plain[index]["image"], dims) if dims else plain[index]["image"]
+            assert torch.equal(flipped[index]["image"], expected)
+    assert seen == {(), (2,), (1,), (2, 1)}  # each flip, both and neither occur
+    flipped.set_epoch(1)
+    again = [flipped.flips(i) for i in range(len(flipped))]
+    flipped.set_epoch(2)
+    assert [flipped.flips(i) for i in range(len(flipped))] != again  # redrawn each epoch ...
+    flipped.set_epoch(1)
+    assert [flipped.flips(i) for i in range(len(flipped))] == again  # ... the same after a resume
+    horizontal = FrameDataset(videos, 16, "all", seed=5, random_flips="horizontal")
+    assert all(horizontal.flips(i) in ([], [2]) for i in range(len(horizontal)))
+    train, val, _ = build_datasets(data_params(frames_data, frames_per_video="all", random_flips="both"), 16, 0)
+    assert train.flip_dims == (2, 1) and val.flip_dims == ()
+    with pytest.raises(ValueError, match="random_flips"):
+        FrameDataset(videos, 16, "all", random_flips="diagonal")
