@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from common import checkpoint
@@ -20,6 +21,7 @@ def final_weights(run_dir):
     return checkpoint.load(Path(run_dir) / "checkpoints" / "step_000040.pt")["model"]
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path):
     run_tiny(tmp_path / "straight")
     killed = run_tiny(tmp_path / "killed", "--die_at_step", "23", check=False)
@@ -32,6 +34,7 @@ def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path):
         assert torch.equal(straight[name], resumed[name]), name
 
 
+@pytest.mark.slow
 def test_sigterm_saves_at_the_current_step_and_exits_cleanly(tmp_path):
     result = run_tiny(tmp_path / "run", "--signal_at_step", "13")
     assert result.returncode == 0

@@ -91,6 +91,7 @@ def test_dataset_check_prints_batches_and_shapes(guide_data):
         assert line in out, out
 
 
+@pytest.mark.slow
 def test_dtype_check_passes_with_every_gradient_non_zero():
     assert_quotes_guide(PROJECT, DTYPE_CHECK)
     out = run_guide_command(PROJECT, DTYPE_CHECK.command(), timeout=300).stdout

@@ -74,6 +74,7 @@ def test_line50_accelerate_launch_trains_with_two_processes(tmp_path, tiny_confi
     assert torch.load(workspace / "checkpoint" / "latest.pt", weights_only=True)["step"] == 2
 
 
+@pytest.mark.slow
 def test_line254_debug_mode_logs_every_step_and_saves_every_other(tmp_path, tiny_config):
     assert_quotes_guide("stereo", DEBUG)
     workspace = tmp_path / "ws"

@@ -58,6 +58,7 @@ def data(tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- Basic Training
+@pytest.mark.slow
 def test_simple_and_complete_training_commands(data, tmp_path):
     simple = entry(25, "python train.py -mode predcls -datasize large -data_path data/action_genome -model sttran",
                    TRAIN, AG_DATA)
@@ -92,6 +93,7 @@ def test_parameter_tables_are_the_defaults():
 
 
 # ------------------------------------------------------------------------------------ Model-Specific Training
+@pytest.mark.slow
 def test_sttran_standard_and_optimized_configurations(data, tmp_path):
     standard = entry(118, "python train.py -mode predcls -model sttran -data_path data/action_genome -lr 1e-4 "
                           "-spatial_layer 4 -temporal_layer 2 -hidden_dim 512", TRAIN, AG_DATA)
@@ -111,6 +113,7 @@ def test_sttran_standard_and_optimized_configurations(data, tmp_path):
     assert group["lr"] == pytest.approx(5e-5 * (steps + 1) / 2000)  # still warming up
 
 
+@pytest.mark.slow
 def test_tempura_basic_and_advanced_configurations(data, tmp_path):
     basic = entry(147, "python train.py -mode predcls -model tempura -data_path data/action_genome -lr 1e-4 "
                        "-num_mixtures 3 -uncertainty_threshold 0.5", TRAIN, AG_DATA)
@@ -154,6 +157,7 @@ def test_scenellm_basic_and_language_model_fine_tuning(data, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- Training Strategies
+@pytest.mark.slow
 def test_progressive_training_predcls_sgcls_sgdet(data, tmp_path):
     predcls = entry(204, "python train.py -mode predcls -model sttran -epochs 50", NO_DATA, ("-epochs 50", "-epochs 1"))
     run(predcls, data=str(data), run=str(tmp_path / "predcls"))
@@ -173,6 +177,7 @@ def test_progressive_training_predcls_sgcls_sgdet(data, tmp_path):
     assert "-mode sgdet needs -detections FILE (write one with vidsgg/train_detector.py)" in result.stderr
 
 
+@pytest.mark.slow
 def test_multi_dataset_action_genome_then_easg(data, tmp_path):
     ag = entry(220, "python train.py -mode predcls -data_path data/action_genome -epochs 80", TRAIN, AG_DATA,
                ("-epochs 80", "-epochs 1"))
@@ -208,6 +213,7 @@ def test_tensorboard_tracks_what_the_guide_lists(data, tmp_path):
     assert shutil.which("tensorboard", path=str(Path(__import__("sys").executable).parent))  # `tensorboard --logdir`
 
 
+@pytest.mark.slow
 def test_mixed_precision_and_gradient_accumulation(data, tmp_path):
     amp = entry(308, "python train.py -mode predcls -model sttran -use_amp True -opt_level O1", NO_DATA)
     run(amp, data=str(data), run=str(tmp_path / "amp"))

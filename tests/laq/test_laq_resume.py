@@ -103,6 +103,7 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(straight, sig):
     assert losses == resumed_losses
 
 
+@pytest.mark.slow
 def test_epoch_checkpoints_and_resume_from_one(straight):
     """laq-epoch{N}.ckpt after every checkpoint_every_epochs-th epoch, resumable by its path as the guide types it
     (relative to the run folder)."""
@@ -132,6 +133,7 @@ def test_a_refused_checkpoint_stops_the_run_naming_it(straight):
     assert not (run_dir / "checkpoints" / "step_0000002.pt").exists()  # it did not start from scratch
 
 
+@pytest.mark.slow
 def test_pruning_keeps_the_only_valid_checkpoint(straight):
     """keep_last=1 with a truncated step file newer than anything this run writes: the run resumes from the valid
     one, never deletes the file it wrote last nor the one it resumed from, and leaves the truncated one alone."""

@@ -14,6 +14,7 @@ import torch
 
 from stereo.core.pretrained import PretrainedWeightsError
 from stereo.scripts import train
+from stereo.synth import write_dataset
 from stereo.train.checkpoints import CheckpointWriter
 from stereo.train.cli import str2bool
 from stereo.train.resume import ConfigChangeError, resolve_checkpoint
@@ -86,6 +87,7 @@ def test_checkpoint_files_and_metrics(tmp_path, synth_dirs):
     assert saved["data"]["image_sizes"] == [[64, 32]] and saved["loss"]["stereo"]["init"]["function"] == "smooth_l1"
 
 
+@pytest.mark.slow
 def test_resume_latest_step_and_path_is_exact_in_every_tensor(tmp_path, config, straight):
     _run(config, tmp_path / "split", "--num_iterations", 2)
     _resume(tmp_path / "split", "--checkpoint", "latest", "--num_iterations", 4)
@@ -207,8 +209,11 @@ def test_the_guide_defaults():
         "enable_mlflow": True, "seed": 0}
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_and_bf16_on_cpu_train_every_step(tmp_path, synth_dirs):
-    config = make_config(tmp_path, *synth_dirs, model=SMALL_MODEL)
+    # One validation pair: CPU bf16 convolutions are slow, and one pair shows that validation runs in bf16.
+    one_val_pair = write_dataset(tmp_path / "val", 1, height=48, width=96, max_disp=24, seed=1)
+    config = make_config(tmp_path, synth_dirs[0], one_val_pair, model=SMALL_MODEL)
     metrics = _run(config, tmp_path / "acc", "--num_iterations", 2, "--gradient_accumulation_steps", 2,
                    "--enable_mixed_precision", "true", "--enable_ema", "false")
     assert metrics["step"] == 2 and metrics["train/skipped_nonfinite_steps"] == 0
@@ -216,6 +221,7 @@ def test_gradient_accumulation_and_bf16_on_cpu_train_every_step(tmp_path, synth_
     assert not (tmp_path / "acc" / "checkpoint" / "00000002_ema.pt").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_tracking_uri_and_params(tmp_path, synth_dirs, monkeypatch):
     config = make_config(tmp_path, *synth_dirs, model=SMALL_MODEL)
     mlflow = pytest.importorskip("mlflow")

@@ -5,6 +5,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
@@ -15,6 +17,7 @@ def run_script(*args, env_extra=None):
                           capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_cpu_fallback_sigusr1_checkpoint_and_resume(frames_data, config_for, tmp_path):
     config = config_for(frames_data, data_params={"frames_per_video": "all"}, trainer_params={"max_epochs": 1000})
     process = subprocess.Popen(["bash", "vae_latent/run_train.sh", "--config", str(config)], cwd=ROOT,

@@ -161,6 +161,7 @@ def test_resume_is_exact_and_progressive_loads_weights(data, tmp_path):
     assert "Progressive training" in (tmp_path / "sg" / "logfile.txt").read_text()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes(data, tmp_path):
     """TEMPURA in SGCLS with every memory: its memory projections start unused (no prototypes yet), train from
     epoch 2 on (DDP re-wrapped), and the prototypes are summed over the ranks."""
